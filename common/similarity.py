@@ -4,6 +4,10 @@ All reductions run in float64.  `rsa` compares two matrices through their row co
 ever forming an n×n×n product: with C_A = rowcenter(A) (n × d_A),
     ⟨C_A C_Aᵀ, C_B C_Bᵀ⟩_F = ‖C_Aᵀ C_B‖_F²   and   ‖C C ᵀ‖_F = ‖CᵀC‖_F,
 so the cost is O(n · d_A · d_B) and each Gram matrix is taken in its smaller dimension.
+
+Large targets (the Pythia pipeline: n×n theory matrices at n ≈ 50k, 10 GB each in float32) can be
+prepared in float32 and in place (`RSATarget(a, dtype=torch.float32, copy=False)`): the products then
+run in float32 (GPU) and every reduction in float64; no second n×n matrix is ever formed.
 """
 from typing import Optional
 
@@ -23,39 +27,54 @@ def relative_error(actual: torch.Tensor, predicted: torch.Tensor) -> float:
     return float((actual - predicted).norm() / predicted.norm())
 
 
-def normalize_rows(a: torch.Tensor) -> torch.Tensor:
+def normalize_rows(a: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Each row divided by its L2 norm; zero rows stay zero."""
     norms = a.norm(dim=1, keepdim=True)
-    return a / torch.where(norms > 0, norms, torch.ones_like(norms))
+    norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+    return a.div_(norms) if inplace else a / norms
 
 
-def rowcenter(a: torch.Tensor) -> torch.Tensor:
+def rowcenter(a: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """A minus the mean over columns of each row."""
-    return a - a.mean(dim=1, keepdim=True)
+    mean = a.mean(dim=1, keepdim=True)
+    return a.sub_(mean) if inplace else a - mean
 
 
-def _gram_norm(c: torch.Tensor) -> torch.Tensor:
-    """‖C Cᵀ‖_F, through whichever of C Cᵀ and CᵀC is smaller (their Frobenius norms are equal)."""
-    return (c.T @ c if c.shape[1] <= c.shape[0] else c @ c.T).norm()
+def _square_sum(a: torch.Tensor) -> torch.Tensor:
+    return a.square().sum(dtype=torch.float64)
+
+
+def _gram_norm(c: torch.Tensor, block: int = 2048) -> torch.Tensor:
+    """‖C Cᵀ‖_F, through whichever of C Cᵀ and CᵀC is smaller (their Frobenius norms are equal),
+    taken `block` columns at a time (a large square C never gets a second n×n matrix beside it)."""
+    c = c if c.shape[1] <= c.shape[0] else c.T
+    total = sum(_square_sum(c.T @ c[:, j:j + block]) for j in range(0, c.shape[1], block))
+    return torch.as_tensor(total, dtype=torch.float64).sqrt()
 
 
 class RSATarget:
     """A matrix prepared once for many `rsa` comparisons (e.g. one theory matrix against every layer
-    and revision): row-centred in float64, with the norm of its covariance cached."""
+    and revision): row-centred (in `dtype`, float64 by default), with the norm of its covariance
+    cached.  `copy=False` prepares `a` in place when it already has `dtype` (no second copy)."""
 
-    def __init__(self, a: torch.Tensor, normalize: bool = False):
-        a = a.detach().to(torch.float64)
-        self.centered = rowcenter(normalize_rows(a) if normalize else a)
+    def __init__(self, a: torch.Tensor, normalize: bool = False, dtype=torch.float64, copy: bool = True):
+        a = a.detach()
+        a = a.to(dtype, copy=True) if copy else a.to(dtype)
+        if normalize:
+            normalize_rows(a, inplace=True)
+        self.centered = rowcenter(a, inplace=True)
+        self.dtype = dtype
         self.norm = _gram_norm(self.centered)
 
     def inner(self, c: torch.Tensor) -> torch.Tensor:
         """⟨C_self C_selfᵀ, C Cᵀ⟩_F for a row-centred C."""
-        return (self.centered.T @ c).square().sum()
+        return _square_sum(self.centered.T @ c.to(self.dtype))
 
     def inner_factored(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """⟨C_self C_selfᵀ, (L Rᵀ)(L Rᵀ)ᵀ⟩_F = tr((C_selfᵀ L)(RᵀR)(C_selfᵀ L)ᵀ) without forming L Rᵀ."""
-        projected = self.centered.T @ left
-        return ((projected @ (right.T @ right)) * projected).sum()
+        projected = (self.centered.T @ left.to(self.dtype)).to(torch.float64)
+        right = right.to(self.dtype)
+        return ((projected @ (right.T @ right).to(torch.float64)) * projected).sum()
 
 
 def rsa(a: torch.Tensor, b: torch.Tensor, normalize_a: bool = False) -> float:
@@ -69,7 +88,7 @@ def rsa(a: torch.Tensor, b: torch.Tensor, normalize_a: bool = False) -> float:
 
 
 def rsa_to_target(target: RSATarget, b: torch.Tensor) -> float:
-    c = rowcenter(b.detach().to(torch.float64))
+    c = rowcenter(b.detach().to(target.dtype))
     denominator = target.norm * _gram_norm(c)
     return float(target.inner(c) / denominator) if denominator > 0 else 0.0
 
@@ -77,9 +96,9 @@ def rsa_to_target(target: RSATarget, b: torch.Tensor) -> float:
 def rsa_factored(target: RSATarget, left: torch.Tensor, right: torch.Tensor) -> float:
     """rsa between `target` and the n×n matrix L Rᵀ whose row-centred form is given by its factors
     (attention logits: rowcenter(H M Hᵀ) = (H M)(H − 1·h̄)ᵀ), never forming the n×n matrix."""
-    left, right = left.detach().to(torch.float64), right.detach().to(torch.float64)
+    left, right = left.detach().to(target.dtype), right.detach().to(target.dtype)
     # ‖(L Rᵀ)(L Rᵀ)ᵀ‖_F = ‖(LᵀL)(RᵀR)‖_F-type identity: tr((LᵀL G)²) with G = RᵀR
-    lgl = (left.T @ left) @ (right.T @ right)
+    lgl = (left.T @ left).to(torch.float64) @ (right.T @ right).to(torch.float64)
     model_norm = (lgl * lgl.T).sum().clamp_min(0).sqrt()
     denominator = target.norm * model_norm
     return float(target.inner_factored(left, right) / denominator) if denominator > 0 else 0.0

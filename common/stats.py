@@ -17,6 +17,12 @@ e.g. all-reduced across processes) and are divided by n once at the end.
 Token sets smaller than the vocabulary (the Pythia pipeline) are supported: token ids are indices
 into the set K, −1 marks a token outside K (its one-hot row is zero), and `full_vocab_size` is the
 V of the uniform term 1/V, since the model's softmax runs over the full vocabulary.
+
+Memory at large V (the Pythia pipeline at V ≈ 50k, where one V×V float32 matrix is 10 GB): the
+normalisations run in place, Ḡ is taken as (B̄Φ̄)ᵀ B̄ (the same product as Φ̄ᵀ Σ_B) so Σ_B need not
+exist, and `keep` names the fields to return — the others are freed as soon as they are used (they
+are None in the result).  With keep = (value_map, attention_map, position_map) at most three V×V
+matrices exist at once; with every field kept, at most six.
 """
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
@@ -28,21 +34,21 @@ AllReduce = Optional[Callable[[torch.Tensor], None]]  # in-place sum across proc
 
 
 @dataclass
-class CorpusStatistics:
-    bigram: torch.Tensor              # B̄,      [V_in, V_out]
-    context: torch.Tensor             # Φ̄,      [V_out, V_context]
-    interchangeability: torch.Tensor  # Σ_B,    [V_out, V_out]
-    value_map: torch.Tensor           # (B̄Φ̄)ᵀ, [V_context, V_in]
-    attention_source: torch.Tensor    # Ḡ,      [V_in, V_out]
-    attention_map: torch.Tensor       # Q̄,      [V_query, V_key]
-    position_map: torch.Tensor        # p̄,      [T]
-    n_positions: int                  # n = sequences × T
+class CorpusStatistics:                         # a field not in `keep` is None
+    bigram: Optional[torch.Tensor]              # B̄,      [V_in, V_out]
+    context: Optional[torch.Tensor]             # Φ̄,      [V_out, V_context]
+    interchangeability: Optional[torch.Tensor]  # Σ_B,    [V_out, V_out]
+    value_map: Optional[torch.Tensor]           # (B̄Φ̄)ᵀ, [V_context, V_in]
+    attention_source: Optional[torch.Tensor]    # Ḡ,      [V_in, V_out]
+    attention_map: Optional[torch.Tensor]       # Q̄,      [V_query, V_key]
+    position_map: Optional[torch.Tensor]        # p̄,      [T]
+    n_positions: int                            # n = sequences × T
 
     TENSOR_FIELDS = ("bigram", "context", "interchangeability", "value_map",
                      "attention_source", "attention_map", "position_map")
 
     def tensors(self) -> dict:
-        return {k: getattr(self, k) for k in self.TENSOR_FIELDS}
+        return {k: getattr(self, k) for k in self.TENSOR_FIELDS if getattr(self, k) is not None}
 
 
 def _lower_triangle(seq_len: int, device):
@@ -65,16 +71,21 @@ class StatisticsAccumulator:
     """
 
     def __init__(self, vocab_size: int, full_vocab_size: Optional[int] = None,
-                 device="cpu", dtype=torch.float64):
+                 device="cpu", dtype=torch.float64, keep: Optional[Iterable[str]] = None):
+        self.keep = set(CorpusStatistics.TENSOR_FIELDS if keep is None else keep)
+        if not self.keep <= set(CorpusStatistics.TENSOR_FIELDS):
+            raise ValueError(f"keep: unknown fields {sorted(self.keep - set(CorpusStatistics.TENSOR_FIELDS))}")
         self.V = vocab_size
         self.full_V = full_vocab_size or vocab_size
         self.device, self.dtype = torch.device(device), dtype
         V = vocab_size
         self.n = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.pair_counts = torch.zeros(V * V, dtype=dtype, device=self.device)      # (x_t, y_t)
-        self.input_counts = torch.zeros(V, dtype=dtype, device=self.device)         # x_t
-        self.context_pairs = torch.zeros(V * V, dtype=dtype, device=self.device)    # (y_t, x_s) · c_t
-        self.context_inputs = torch.zeros(V, dtype=dtype, device=self.device)       # x_s · Σ_{t≥s} c_t
+        # pair accumulators are flat V·V + 1 vectors: the last slot collects pairs involving a token
+        # outside the token set, so every scatter runs unmasked (boolean masks cost more than the scatter)
+        self.pair_counts = self._flat_pairs()                                       # (x_t, y_t)
+        self.input_counts = torch.zeros(V + 1, dtype=dtype, device=self.device)     # x_t
+        self.context_pairs = self._flat_pairs()                                     # (y_t, x_s) · c_t
+        self.context_inputs = torch.zeros(V + 1, dtype=dtype, device=self.device)   # x_s · Σ_{t≥s} c_t
         self.seq_len = None
         self.attention_source = None
 
@@ -96,23 +107,38 @@ class StatisticsAccumulator:
             raise ValueError(f"token ids must lie in [0, {self.V}) (or −1 for outside the token set)")
         return x, y
 
+    def _flat_pairs(self) -> torch.Tensor:
+        return torch.zeros(self.V * self.V + 1, dtype=self.dtype, device=self.device)
+
+    def _pair_index(self, a: torch.Tensor, b: torch.Tensor, outside: bool) -> torch.Tensor:
+        """Flat index a·V + b of token pairs; the spare last slot where either is outside the set."""
+        index = a * self.V + b
+        return torch.where((a >= 0) & (b >= 0), index, self.V * self.V) if outside else index
+
+    def _token_index(self, a: torch.Tensor, outside: bool) -> torch.Tensor:
+        return torch.where(a >= 0, a, self.V) if outside else a
+
+    def _pairs(self, x: torch.Tensor, y: torch.Tensor):
+        """(x_t, x_s, y_t) for every lower-triangle pair s ≤ t of every sequence, as [C, T(T+1)/2]."""
+        return (torch.index_select(x, 1, self.rows), torch.index_select(x, 1, self.cols),
+                torch.index_select(y, 1, self.rows))
+
     # -- pass 1: B̄ and Φ̄ ----------------------------------------------------------------------
     def add_first_pass(self, x: torch.Tensor, y: torch.Tensor) -> None:
         x, y = self._prepare(x, y)
-        V, rows, cols, c = self.V, self.rows, self.cols, self.c
+        rows, c = self.rows, self.c
+        outside = bool((x < 0).any() or (y < 0).any())
         self.n += x.numel()
-        vx, vy = x >= 0, y >= 0
-        both = vx & vy
-        self.pair_counts.index_add_(0, (x * V + y)[both],
-                                    torch.ones(int(both.sum()), dtype=self.dtype, device=self.device))
-        self.input_counts.index_add_(0, x[vx], torch.ones(int(vx.sum()), dtype=self.dtype, device=self.device))
+        ones = torch.ones(x.numel(), dtype=self.dtype, device=self.device)
+        self.pair_counts.index_add_(0, self._pair_index(x, y, outside).view(-1), ones)
+        self.input_counts.index_add_(0, self._token_index(x, outside).view(-1), ones)
         # Σ_{s≤t} c_t [y_t=j][x_s=k]: one scatter over the lower-triangle pairs of every sequence
-        yt, xs = y[:, rows], x[:, cols]
-        keep = (yt >= 0) & (xs >= 0)
-        self.context_pairs.index_add_(0, (yt * V + xs)[keep], c[rows].expand_as(yt)[keep])
+        _, xs, yt = self._pairs(x, y)
+        self.context_pairs.index_add_(0, self._pair_index(yt, xs, outside).view(-1),
+                                      c[rows].expand(x.shape[0], -1).reshape(-1))
         # the −1/V part of r_t only needs, per key position s, the weight Σ_{t≥s} c_t
         tail = c.flip(0).cumsum(0).flip(0)
-        self.context_inputs.index_add_(0, x[vx], tail.expand_as(x)[vx])
+        self.context_inputs.index_add_(0, self._token_index(x, outside).view(-1), tail.expand_as(x).reshape(-1))
 
     def end_first_pass(self, all_reduce: AllReduce = None) -> None:
         if self.seq_len is None:
@@ -121,14 +147,20 @@ class StatisticsAccumulator:
             for t in (self.n, self.pair_counts, self.input_counts, self.context_pairs, self.context_inputs):
                 all_reduce(t)
         V, n = self.V, float(self.n)
-        self.bigram = ((self.pair_counts.view(V, V) - self.input_counts[:, None] / self.full_V) / n)
-        self.context = ((self.context_pairs.view(V, V) - self.context_inputs[None, :] / self.full_V) / n)
+        # in place: the count buffers become B̄ and Φ̄
+        self.bigram = self.pair_counts.view(V, V).sub_(self.input_counts[:, None] / self.full_V).div_(n)
+        self.context = self.context_pairs.view(V, V).sub_(self.context_inputs[None, :] / self.full_V).div_(n)
         del self.pair_counts, self.context_pairs
-        self.interchangeability = self.bigram.T @ self.bigram
-        self.attention_source = self.context.T @ self.interchangeability
+        self.interchangeability = self.bigram.T @ self.bigram if "interchangeability" in self.keep else None
+        self.value_map = self.context.T @ self.bigram.T
+        if "context" not in self.keep:
+            self.context = None
+        self.attention_source = self.value_map @ self.bigram    # Ḡ = (B̄Φ̄)ᵀ B̄ = Φ̄ᵀ Σ_B
+        if "bigram" not in self.keep:
+            self.bigram = None
         # Σ_j Ḡ[k, j]/V: the uniform part of r_t seen through Ḡ, one number per key token
         self.source_uniform = self.attention_source.sum(1) / self.full_V
-        self.attention_sum = torch.zeros(V * V, dtype=self.dtype, device=self.device)
+        self.attention_sum = self._flat_pairs()
         self.position_sum = torch.zeros(self.seq_len, dtype=self.dtype, device=self.device)
         self.n_second = torch.zeros((), dtype=torch.float64, device=self.device)
 
@@ -138,17 +170,19 @@ class StatisticsAccumulator:
             raise RuntimeError("call end_first_pass() before the second pass")
         x, y = self._prepare(x, y)
         V, rows, cols, c = self.V, self.rows, self.cols, self.c
+        outside = bool((x < 0).any() or (y < 0).any())
         self.n_second += x.numel()
-        xt, xs, yt = x[:, rows], x[:, cols], y[:, rows]
-        # M[t,s] = x_s Ḡ r_tᵀ = Ḡ[x_s, y_t] − Σ_j Ḡ[x_s, j]/V   (zero where x_s is outside K)
-        g = self.attention_source.view(-1)[(xs.clamp_min(0) * V + yt.clamp_min(0))]
-        M = torch.where(yt >= 0, g, torch.zeros((), dtype=g.dtype, device=g.device))
-        M = torch.where(xs >= 0, M - self.source_uniform[xs.clamp_min(0)], torch.zeros((), dtype=g.dtype, device=g.device))
+        xt, xs, yt = self._pairs(x, y)
+        # M[t,s] = x_s Ḡ r_tᵀ = Ḡ[x_s, y_t] − Σ_j Ḡ[x_s, j]/V: a gather (zero where x_s is outside K,
+        # and only the uniform part where y_t is)
+        source = torch.cat([self.attention_source.reshape(-1), self.attention_source.new_zeros(1)])
+        uniform = torch.cat([self.source_uniform, self.source_uniform.new_zeros(1)])
+        M = (torch.index_select(source, 0, self._pair_index(xs, yt, outside).view(-1)).view(xs.shape)
+             - torch.index_select(uniform, 0, self._token_index(xs, outside).view(-1)).view(xs.shape))
         # dS[t,s] = c_t (M[t,s] − c_t Σ_{s'≤t} M[t,s']): J_t = c_t I − c_t² 11ᵀ in closed form
         row_sum = torch.zeros(x.shape, dtype=M.dtype, device=M.device).index_add_(1, rows, M)
-        dS = c[rows] * (M - c[rows] * row_sum[:, rows])
-        keep = (xt >= 0) & (xs >= 0)
-        self.attention_sum.index_add_(0, (xt * V + xs)[keep], dS[keep])
+        dS = c[rows] * (M - c[rows] * torch.index_select(row_sum, 1, rows))
+        self.attention_sum.index_add_(0, self._pair_index(xt, xs, outside).view(-1), dS.view(-1))
         self.position_sum.index_add_(0, rows - cols, dS.sum(0))
 
     def finish(self, all_reduce: AllReduce = None) -> CorpusStatistics:
@@ -158,19 +192,23 @@ class StatisticsAccumulator:
         if float(self.n_second) != float(self.n):
             raise RuntimeError(f"the two passes saw different data ({int(self.n)} vs {int(self.n_second)} positions)")
         V, n = self.V, float(self.n)
+        attention_map, self.attention_sum = self.attention_sum.view(V, V).div_(n), None
+        kept = lambda name, value: value if name in self.keep else None
         return CorpusStatistics(
             bigram=self.bigram, context=self.context, interchangeability=self.interchangeability,
-            value_map=self.context.T @ self.bigram.T, attention_source=self.attention_source,
-            attention_map=self.attention_sum.view(V, V) / n, position_map=self.position_sum / n,
-            n_positions=int(n))
+            value_map=kept("value_map", self.value_map),
+            attention_source=kept("attention_source", self.attention_source),
+            attention_map=kept("attention_map", attention_map),
+            position_map=kept("position_map", self.position_sum / n), n_positions=int(n))
 
 
 def statistics_from_batches(batches, vocab_size: int, full_vocab_size: Optional[int] = None,
                             device="cpu", dtype=torch.float64, all_reduce: AllReduce = None,
-                            progress: bool = False) -> CorpusStatistics:
+                            progress: bool = False, keep: Optional[Iterable[str]] = None) -> CorpusStatistics:
     """Two streaming passes over `batches`: a re-iterable of (x, y) pairs, or a callable returning
-    a fresh iterator each time it is called (for corpora that do not fit in memory)."""
-    acc = StatisticsAccumulator(vocab_size, full_vocab_size, device, dtype)
+    a fresh iterator each time it is called (for corpora that do not fit in memory).
+    `keep`: the CorpusStatistics fields to return (default all; see the module docstring)."""
+    acc = StatisticsAccumulator(vocab_size, full_vocab_size, device, dtype, keep)
     for add, end, label in ((acc.add_first_pass, acc.end_first_pass, "statistics pass 1 (B̄, Φ̄)"),
                             (acc.add_second_pass, acc.finish, "statistics pass 2 (Q̄, p̄)")):
         for x, y in tqdm(batches() if callable(batches) else batches, desc=label, disable=not progress,
@@ -182,9 +220,10 @@ def statistics_from_batches(batches, vocab_size: int, full_vocab_size: Optional[
 
 def compute_statistics(x: torch.Tensor, y: torch.Tensor, vocab_size: int, chunk_size: int = 256,
                        full_vocab_size: Optional[int] = None, device="cpu", dtype=torch.float64,
-                       all_reduce: AllReduce = None, progress: bool = False) -> CorpusStatistics:
+                       all_reduce: AllReduce = None, progress: bool = False,
+                       keep: Optional[Iterable[str]] = None) -> CorpusStatistics:
     """Statistics of in-memory sequences x, y: LongTensors [N, T] (y is x shifted by one token)."""
     if x.shape[0] == 0:
         raise ValueError("no sequences were given: the corpus is empty")
     chunks = lambda: ((x[i:i + chunk_size], y[i:i + chunk_size]) for i in range(0, x.shape[0], chunk_size))
-    return statistics_from_batches(chunks, vocab_size, full_vocab_size, device, dtype, all_reduce, progress)
+    return statistics_from_batches(chunks, vocab_size, full_vocab_size, device, dtype, all_reduce, progress, keep)
