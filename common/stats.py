@@ -148,18 +148,23 @@ class StatisticsAccumulator:
                 all_reduce(t)
         V, n = self.V, float(self.n)
         # in place: the count buffers become B̄ and Φ̄
-        self.bigram = self.pair_counts.view(V, V).sub_(self.input_counts[:, None] / self.full_V).div_(n)
-        self.context = self.context_pairs.view(V, V).sub_(self.context_inputs[None, :] / self.full_V).div_(n)
+        # (the spare last slot of each buffer, pairs outside the token set, is dropped here)
+        self.bigram = self.pair_counts[:-1].view(V, V).sub_(self.input_counts[:-1, None] / self.full_V).div_(n)
+        self.context = self.context_pairs[:-1].view(V, V).sub_(self.context_inputs[None, :-1] / self.full_V).div_(n)
         del self.pair_counts, self.context_pairs
         self.interchangeability = self.bigram.T @ self.bigram if "interchangeability" in self.keep else None
         self.value_map = self.context.T @ self.bigram.T
         if "context" not in self.keep:
             self.context = None
-        self.attention_source = self.value_map @ self.bigram    # Ḡ = (B̄Φ̄)ᵀ B̄ = Φ̄ᵀ Σ_B
+        # Ḡ = (B̄Φ̄)ᵀ B̄ = Φ̄ᵀ Σ_B, written into a flat buffer whose spare last slot is 0 so that the
+        # pass-2 gather needs no mask for pairs outside the token set
+        self.source_flat = self._flat_pairs()
+        self.attention_source = torch.matmul(self.value_map, self.bigram, out=self.source_flat[:-1].view(V, V))
         if "bigram" not in self.keep:
             self.bigram = None
         # Σ_j Ḡ[k, j]/V: the uniform part of r_t seen through Ḡ, one number per key token
-        self.source_uniform = self.attention_source.sum(1) / self.full_V
+        self.source_uniform = torch.cat([self.attention_source.sum(1) / self.full_V,
+                                         self.attention_source.new_zeros(1)])
         self.attention_sum = self._flat_pairs()
         self.position_sum = torch.zeros(self.seq_len, dtype=self.dtype, device=self.device)
         self.n_second = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -175,10 +180,8 @@ class StatisticsAccumulator:
         xt, xs, yt = self._pairs(x, y)
         # M[t,s] = x_s Ḡ r_tᵀ = Ḡ[x_s, y_t] − Σ_j Ḡ[x_s, j]/V: a gather (zero where x_s is outside K,
         # and only the uniform part where y_t is)
-        source = torch.cat([self.attention_source.reshape(-1), self.attention_source.new_zeros(1)])
-        uniform = torch.cat([self.source_uniform, self.source_uniform.new_zeros(1)])
-        M = (torch.index_select(source, 0, self._pair_index(xs, yt, outside).view(-1)).view(xs.shape)
-             - torch.index_select(uniform, 0, self._token_index(xs, outside).view(-1)).view(xs.shape))
+        M = (torch.index_select(self.source_flat, 0, self._pair_index(xs, yt, outside).view(-1))
+             - torch.index_select(self.source_uniform, 0, self._token_index(xs, outside).view(-1))).view(xs.shape)
         # dS[t,s] = c_t (M[t,s] − c_t Σ_{s'≤t} M[t,s']): J_t = c_t I − c_t² 11ᵀ in closed form
         row_sum = torch.zeros(x.shape, dtype=M.dtype, device=M.device).index_add_(1, rows, M)
         dS = c[rows] * (M - c[rows] * torch.index_select(row_sum, 1, rows))
@@ -192,7 +195,7 @@ class StatisticsAccumulator:
         if float(self.n_second) != float(self.n):
             raise RuntimeError(f"the two passes saw different data ({int(self.n)} vs {int(self.n_second)} positions)")
         V, n = self.V, float(self.n)
-        attention_map, self.attention_sum = self.attention_sum.view(V, V).div_(n), None
+        attention_map, self.attention_sum = self.attention_sum[:-1].view(V, V).div_(n), None
         kept = lambda name, value: value if name in self.keep else None
         return CorpusStatistics(
             bigram=self.bigram, context=self.context, interchangeability=self.interchangeability,
