@@ -91,8 +91,8 @@ class StatisticsAccumulator:
 
     # -- shared per-chunk geometry ------------------------------------------------------------
     def _prepare(self, x: torch.Tensor, y: torch.Tensor):
-        x = x.to(self.device, torch.long)
-        y = y.to(self.device, torch.long)
+        x = x.to(self.device, torch.long).contiguous()
+        y = y.to(self.device, torch.long).contiguous()
         if x.shape != y.shape or x.dim() != 2:
             raise ValueError(f"x and y must both be [N, T]; got {tuple(x.shape)} and {tuple(y.shape)}")
         T = x.shape[1]

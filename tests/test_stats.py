@@ -100,3 +100,22 @@ def test_bad_input():
         compute_statistics(torch.zeros(0, 5, dtype=torch.long), torch.zeros(0, 5, dtype=torch.long), 4)
     with pytest.raises(ValueError, match="token ids"):
         compute_statistics(torch.full((2, 3), 4), torch.zeros(2, 3, dtype=torch.long), 4)
+
+
+def test_benchmark_naive_statistics_agree(markov):
+    # the benchmark's naive side must compute the same thing as the fast side it is timed against
+    from benchmarks.naive import naive_statistics
+    x, y = markov(5, 9, 13, seed=2)
+    fast = compute_statistics(x, y, 13)
+    for name, expected in naive_statistics(x, y, 13).items():
+        got = getattr(fast, name)
+        assert (got - expected).abs().max() <= 1e-10 * expected.abs().max(), name
+
+
+def test_non_contiguous_views(markov):
+    # x = tokens[:, :-1] is a strided view: it must give the same as a contiguous copy
+    x, y = markov(6, 8, 11)
+    tokens = torch.cat([x, y[:, -1:]], dim=1)
+    a = compute_statistics(tokens[:, :-1], tokens[:, 1:], 11)
+    b = compute_statistics(x, y, 11)
+    assert torch.equal(a.attention_map, b.attention_map)
