@@ -1,0 +1,44 @@
+"""Train the 3-layer attention-only transformer on natural-tokenized Tiny Stories (SPEC §5) and track
+how each weight lines up with its leading-term matrix (cos(W_O, B̄), cos(V, (B̄Φ̄)ᵀ), cos(W, Q̄), cos(P, p̄)).
+
+Usage:
+    python tiny_tokenize_natural.py                     # first: writes data/natural
+    python tiny_self_attn_natural.py                    # one process (GPU when there is one)
+    torchrun --nproc_per_node=4 tiny_self_attn_natural.py          # 4 GPUs (batch_size is per GPU)
+    python tiny_self_attn_natural.py --resume=True      # continue from the newest checkpoint
+    python tiny_self_attn_natural.py --stats_sequences=512         # the release's one-batch statistics
+Writes --out_dir/{training_logs.json, checkpoints/, config.json, associations.md}; plot the log with
+tiny_plot_logs.py, ablate the theory directions with tiny_causal.py.
+"""
+from common.config import override
+from common.io import exit_on_user_error
+
+data_dir = "data/natural"       # output folder of tiny_tokenize_natural.py
+out_dir = "out/natural"         # run folder: logs, checkpoints, report
+seq_len = 200                   # T: stories with fewer than T+1 tokens are skipped
+n_layers = 3                    # the paper's depth (the release script defaulted to 1)
+batch_size = 512                # sequences per process (per GPU) per micro-step
+grad_accum = 1                  # micro-steps per optimiser step
+epochs = 100
+max_steps_per_epoch = 0         # 0: every full global batch
+max_steps = 0                   # stop early after this many optimiser steps (0: all epochs)
+lr = 0.005                      # plain SGD, no momentum, no weight decay
+init_std = 0.0                  # zero initialisation, as the theory assumes
+log_every = 2.0                 # epochs between log points (fractions allowed)
+save_every = 10.0               # epochs between checkpoints (0: only at the end)
+keep_checkpoints = 2            # newest checkpoints kept
+stats_sequences = 0             # sequences for the corpus statistics (0: all training sequences)
+stats_chunk = 64                # sequences per statistics chunk (memory ~ chunk × T²/2 × 8 bytes × 4)
+max_sequences = 0               # use only the first N sequences (0: all)
+seed = 42
+resume = False                  # continue from the newest checkpoint in out_dir
+report_top = 5                  # partners per token in associations.md (0: no report)
+report_tokens = 20              # most frequent tokens in the report
+report_words = ""               # extra tokens for the report, comma-separated (e.g. "bird,dog")
+device = "auto"                 # auto (cuda:LOCAL_RANK when a GPU is visible), cpu, cuda
+progress = True                 # tqdm progress bar with the loss
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        from common.training import print_final, train
+        print_final(train(override(globals())))
