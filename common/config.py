@@ -25,9 +25,11 @@ def _parse(raw: str, default):
         return int(value)
     if isinstance(default, str) and not isinstance(value, str):
         return raw
-    if isinstance(default, (list, tuple)) and isinstance(value, str):
-        return [ast.literal_eval(v) if v.strip().lstrip("-").replace(".", "", 1).isdigit() else v
-                for v in value.split(",")]
+    if isinstance(default, (list, tuple)):
+        # `--revisions=step0,step1` and `--sizes=256,2048` both become lists
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        return [_parse(v.strip(), None) for v in raw.split(",")]
     if not isinstance(value, type(default)):
         raise UserError(f"expected a {type(default).__name__}, got {raw!r}")
     return value
