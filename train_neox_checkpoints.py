@@ -1,0 +1,144 @@
+"""Train a small GPTNeoX (Pythia's architecture) from scratch and save revisions at Pythia's schedule.
+
+transformers' GPTNeoXForCausalLM with Pythia's choices — parallel residual, rotary on a quarter of
+each head, untied input/output embeddings, AdamW (β = 0.9, 0.95, weight decay 0.01), linear warmup
+then cosine decay to 10% — on a local corpus (default: the embedded synthetic stories). Documents are
+joined with the end-of-text token and cut into windows of max_seq_len+1 tokens, shuffled every epoch.
+The tokenizer is a `tokenizers` BPE trained on the corpus, unless --tokenizer names a local folder
+with a tokenizer (e.g. Pythia's).  Revisions go to {out_dir}/step0, step1, step2, step4 … step512,
+then every 1000 steps (each `save_pretrained` safetensors + tokenizer + training_state.json, written
+under a temporary name and renamed): the folder layout pythia.py and pythia_per_head.py read.
+
+Single process, one device (a GPU when present); no distributed launch.
+
+    python train_neox_checkpoints.py                                   # → out/neox_checkpoints
+    python train_neox_checkpoints.py --dataset=stories.txt --max_steps=4000 --hidden_size=256 --n_layers=4
+    python pythia.py --model_name=out/neox_checkpoints --revisions=all --dataset=synthetic --max_seq_len=64
+"""
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from common import checkpoints
+from common.config import override
+from common.io import UserError, atomic_directory, exit_on_user_error, write_json
+
+dataset = "synthetic"        # synthetic, or a local .txt/.jsonl/.parquet/saved dataset
+n_documents = 4000           # documents read from the corpus
+tokenizer = ""               # a local tokenizer folder (e.g. Pythia's); empty: train a BPE on the corpus
+vocab_size = 2000            # BPE vocabulary when training one
+max_seq_len = 64             # T: training window
+hidden_size = 64             # d_model
+n_layers = 2
+n_heads = 4
+batch_size = 16
+learning_rate = 1e-3
+warmup_steps = 10
+weight_decay = 0.01
+max_steps = 1000             # revisions are saved at step0, 1, 2, 4 … 512, then every 1000 up to this
+device = "auto"
+seed = 0
+out_dir = "out/neox_checkpoints"
+
+_END_OF_TEXT = "<|endoftext|>"
+
+
+def train_tokenizer(texts, size):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=size, special_tokens=[_END_OF_TEXT, "<unk>"],
+                                                       show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=_END_OF_TEXT, unk_token="<unk>")
+
+
+def training_windows(tokenizer, texts, seq_len):
+    """[N, T+1] windows cut from the documents joined by the end-of-text token."""
+    eos = tokenizer.eos_token_id
+    stream = []
+    for ids in tokenizer(texts)["input_ids"]:
+        stream += ids + ([eos] if eos is not None else [])
+    n = (len(stream) - 1) // seq_len
+    if n < 1:
+        raise UserError(f"the corpus has {len(stream)} tokens: too few for one window of {seq_len + 1}")
+    stream = torch.tensor(stream[: n * seq_len + 1])
+    return torch.stack([stream[i * seq_len: i * seq_len + seq_len + 1] for i in range(n)])
+
+
+def learning_rate_at(step):
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def save_revision(model, tok, step, state):
+    with atomic_directory(f"{out_dir}/step{step}") as folder:
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        write_json(folder / "training_state.json", state)
+
+
+def main(config):
+    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from common.comparison import resolve_device
+    from common.text import iter_texts, load_text_dataset
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    run_device = resolve_device(device)
+    texts = list(iter_texts(load_text_dataset(dataset, n_synthetic=n_documents, seed=seed), n_documents))
+    if not texts:
+        raise UserError(f"the corpus {dataset} is empty")
+    if tokenizer:
+        try:
+            tok = AutoTokenizer.from_pretrained(tokenizer)
+        except Exception as error:
+            raise UserError(f"could not load a tokenizer from {tokenizer} ({error.__class__.__name__})") from None
+    else:
+        tok = train_tokenizer(texts, vocab_size)
+    windows = training_windows(tok, texts, max_seq_len)
+    model_config = GPTNeoXConfig(
+        vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=n_layers, num_attention_heads=n_heads,
+        intermediate_size=4 * hidden_size, max_position_embeddings=max_seq_len, rotary_pct=0.25,
+        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id)
+    model = GPTNeoXForCausalLM(model_config).to(run_device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.95),
+                                  weight_decay=weight_decay)
+    schedule = [s for s in checkpoints.PYTHIA_STEPS if s <= max_steps]
+    print(f"{len(windows)} windows of {max_seq_len + 1} tokens, vocabulary {len(tok)}, "
+          f"{sum(p.numel() for p in model.parameters())} parameters; saving {len(schedule)} revisions to {out_dir}")
+    generator = torch.Generator().manual_seed(seed)
+    order, position, log = torch.randperm(len(windows), generator=generator), 0, []
+    state = lambda step, loss: dict(config, step=step, loss=loss, n_windows=len(windows))
+    save_revision(model, tok, 0, state(0, None))
+    progress = tqdm(range(1, max_steps + 1), desc="training")
+    for step in progress:
+        if position + batch_size > len(order):
+            order, position = torch.randperm(len(windows), generator=generator), 0
+        batch = windows[order[position:position + batch_size]].to(run_device)
+        position += batch_size
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step - 1)
+        logits = model(input_ids=batch[:, :-1]).logits            # x = first T tokens, y = next T
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        progress.set_postfix(loss=f"{loss.item():.3f}")
+        if step in schedule:
+            log.append({"step": step, "loss": loss.item()})
+            save_revision(model, tok, step, state(step, loss.item()))
+            write_json(f"{out_dir}/training_log.json", log)
+    print(f"final loss {log[-1]['loss']:.3f}; revisions in {out_dir}")
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        main(override(globals()))
