@@ -53,3 +53,54 @@ def heatmap_grid(panels, stem, ncols=None, xlabel="", ylabel="", title=None, cma
     if title:
         fig.suptitle(title, y=1.0 + 0.12 / nrows)
     return save_figure(fig, stem)
+
+
+# --- training curves (Tiny Stories pipeline: cosine with theory against epoch)
+CURVE_KINDS = [("W", "attention", "Q̄"), ("V", "value", "(B̄Φ̄)ᵀ"), ("W_O", "output", "B̄"), ("P", "position", "p̄")]
+
+
+def training_curves(logs: list, stem, title=None) -> list:
+    """Cosine-vs-epoch curves per weight kind (a line for the mean over layers and a band for their
+    range), and a second panel of relative errors to the §3 prediction when the log has them.
+    Reads the release's keys (`W_O_B_bar`, `layer_{l}_W_Q_bar`, `layer_{l}_V_B_bar_Phi_bar`) and
+    ours; writes `<stem>.png/.pdf`."""
+    import numpy as np
+
+    from common.training import log_key_kind
+
+    x = np.array([entry.get("epoch", entry.get("step", i)) for i, entry in enumerate(logs)], dtype=float)
+    series = {}   # (kind, is relative error) → [values per layer]
+    for key in logs[0] if logs else {}:
+        parsed = log_key_kind(key)
+        if parsed:
+            values = [np.nan if e.get(key) is None else float(e[key]) for e in logs]
+            series.setdefault((parsed[0], parsed[2]), []).append(values)
+    if not series:
+        raise ValueError("the log has no cosine keys (W_O_B_bar, layer_{l}_W_Q_bar, …)")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = dict(zip([k for k, _, _ in CURVE_KINDS], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for ax, relative in zip(axes, (False, True)):
+        for kind, name, theory in CURVE_KINDS:
+            if (kind, relative) not in series:
+                continue
+            label = f"{name}  {kind} vs its prediction" if relative else f"{name}  cos({kind}, {theory})"
+            values = np.array(series[kind, relative])
+            ax.plot(x, np.nanmean(values, 0), color=colors[kind], label=label, marker="." if len(x) < 30 else None)
+            if len(values) > 1:
+                ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=colors[kind], alpha=0.25,
+                                linewidth=0)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set(ylabel="cosine with the leading-term matrix", title="alignment with theory")
+    axes[0].set_ylim(min(0.0, axes[0].get_ylim()[0]), 1.02)
+    axes[0].legend(fontsize=8, loc="lower left")
+    if any(relative for _, relative in series):
+        axes[1].set(ylabel="‖A − Â‖ / ‖Â‖", title="relative error to the §3 prediction", yscale="log")
+        axes[1].legend(fontsize=8)
+    else:
+        axes[1].text(0.5, 0.5, "no relative errors in this log\n(release format)", ha="center", va="center",
+                     transform=axes[1].transAxes)
+        axes[1].set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=11)  # training curves
+    return save_figure(fig, stem)

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -146,6 +147,7 @@ def sgd_step(model, optimizer, micro_batches, no_sync=None) -> float:
 
 # -- theory tracking ---------------------------------------------------------------------------
 THEORY_KEYS = {"W_O": "B_bar", "W": "Q_bar", "V": "B_bar_Phi_bar", "P": "p_bar"}
+LOG_KEY_PATTERN = re.compile(r"(?:layer_(\d+)_)?(W_O|W|V|P)_(B_bar|Q_bar|B_bar_Phi_bar|p_bar)(_rel_err)?")
 
 
 def named_weights(model: AttentionOnlyTransformer):
@@ -356,20 +358,56 @@ def train(config: dict) -> dict:
             torch.distributed.destroy_process_group()
 
 
+def log_key_kind(key: str):
+    """(weight kind, layer or None, is relative error) of a log key, or None for other keys:
+    `W_O_B_bar` → ('W_O', None, False); `layer_2_W_Q_bar_rel_err` → ('W', 2, True)."""
+    match = LOG_KEY_PATTERN.fullmatch(key)
+    if not match:
+        return None
+    layer, kind, suffix, rel = match.groups()
+    if (layer is None) != (kind == "W_O") or THEORY_KEYS[kind] != suffix:
+        return None
+    return kind, None if layer is None else int(layer), rel is not None
+
+
 def print_final(result: dict) -> None:
     """The run's last log entry in one line (main process only)."""
     if not result["main"]:
         return
-    entry = result.get("log")
     print(f"run in {result['out_dir']} ended at step {result['step']}")
+    entry = result.get("log")
     if entry:
-        kinds = {"W_O": [], "W": [], "V": [], "P": []}
+        kinds = {}
         for key, value in entry.items():
-            for kind, suffix in THEORY_KEYS.items():
-                if key.endswith(f"{kind}_{suffix}") and (kind != "W_O") == key.startswith("layer_"):
-                    kinds[kind].append(value)
+            parsed = log_key_kind(key)
+            if parsed and not parsed[2]:
+                kinds.setdefault(parsed[0], []).append(value)
         cosines = ", ".join(f"{kind} {min(v):.3f}" + (f"–{max(v):.3f}" if len(v) > 1 else "")
-                            for kind, v in kinds.items() if v)
+                            for kind, v in kinds.items())
         print(f"final loss {entry['loss']:.4f}; cosine with theory: {cosines}")
     if result.get("report"):
         print(f"association report: {result['report']}")
+
+
+def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool = False):
+    """(model, tokens, vocabulary, statistics, metadata) of a checkpoint and the data it was trained
+    on (its recorded `data_dir` unless another is given), refusing data that does not match it."""
+    tensors, meta = load_tensors(checkpoint)
+    if "data_fingerprint" not in meta:
+        raise UserError(f"{checkpoint} has no training metadata (its .json sidecar); it was not written "
+                        f"by tiny_self_attn_*.py")
+    cfg = TrainConfig(data_dir=data_dir or meta["data_dir"], seq_len=meta["seq_len"], n_layers=meta["n_layers"],
+                      max_sequences=meta.get("max_sequences", 0), stats_sequences=meta["stats_sequences"],
+                      seed=meta["seed"], progress=progress, device=device)
+    tokens, vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
+    if vocab_sha != meta["vocabulary_sha256"] or len(vocabulary) != meta["vocab_size"]:
+        raise UserError(f"the vocabulary in {cfg.data_dir} does not match checkpoint {checkpoint}; "
+                        f"pass the --data_dir it was trained on")
+    if fingerprint != meta["data_fingerprint"]:
+        raise UserError(f"the sequences in {cfg.data_dir} are not those checkpoint {checkpoint} was trained "
+                        f"on; pass the --data_dir it was trained on")
+    model = AttentionOnlyTransformer(len(vocabulary), cfg.seq_len, cfg.n_layers)
+    model.load_state_dict(tensors)
+    proc = Processes(0, 1, torch.device(setup_processes(device).device))
+    model.to(proc.device)
+    return model, tokens, vocabulary, statistics_of(tokens, cfg, len(vocabulary), proc), meta
