@@ -1,0 +1,104 @@
+"""The Pythia pipeline at full vocabulary on one GPU: a randomly initialised GPTNeoX of Pythia-1.4B's
+shape (24 layers, d_model 2048, 16 heads, V = 50304), statistics from random documents over all
+50304 tokens, then the three similarities of every layer for one revision.  Prints time and peak
+GPU memory per phase as a table.  Single process, one GPU.
+
+    python benchmarks/gpu_pythia_bench.py                              # H100/H200, about 1–3 minutes
+    python benchmarks/gpu_pythia_bench.py --device=cpu --n_layers=2 --d_model=64 --n_heads=4 \\
+        --vocab_size=500 --n_documents=50 --seq_len=32                   # a smoke test at tiny sizes
+
+Memory plan at V = 50304 (one V×V float32 matrix = 10.1 GB): the statistics hold at most three V×V
+matrices at once (B̄, Φ̄ → (B̄Φ̄)ᵀ → Ḡ → Q̄), and keep two, (B̄Φ̄)ᵀ and Q̄, which become the two rsa
+targets in place (row-normalised, row-centred; their covariance norms are taken 2048 columns at a
+time); the model's 5.6 GB of float32 weights come next; the single-token representations
+(2·layers + 1 matrices of V × d_model) are stored in host memory and moved to the GPU one layer at a
+time; the model side of every similarity is factored (no V×V matrix).  Nothing here imports
+`datasets` (the GPU machine does not have it).
+"""
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.checkpoints import single_token_representations  # noqa: E402
+from common.comparison import TheoryTargets, compute_dtype, layer_similarities, resolve_device  # noqa: E402
+from common.config import override  # noqa: E402
+from common.stats import compute_statistics  # noqa: E402
+
+n_layers = 24
+d_model = 2048
+n_heads = 16
+intermediate_size = 8192
+vocab_size = 50304
+n_documents = 10000
+seq_len = 128          # T
+chunk_size = 256       # sequences per scatter chunk
+batch_size = 1024      # tokens per forward pass of the single-token representations
+device = "auto"
+seed = 0
+
+
+def main():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    run_device = resolve_device(device)
+    dtype = compute_dtype(run_device)
+    cuda = run_device.type == "cuda"
+    rows = []
+
+    def phase(name, fn):
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        result = fn()
+        if cuda:
+            torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
+        rows.append((name, time.perf_counter() - start, peak))
+        print(f"  {name}: {rows[-1][1]:.1f} s, peak {peak:.1f} GiB", flush=True)
+        return result
+
+    name = torch.cuda.get_device_name() if cuda else "cpu"
+    print(f"{name}; torch {torch.__version__}; V = {vocab_size}, {n_layers} layers, d_model {d_model}, "
+          f"{n_heads} heads; {n_documents} documents × T = {seq_len}; {dtype}")
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(vocab_size, (n_documents, seq_len + 1), generator=generator)
+    statistics = phase("statistics (2 scatter passes + 2 V³ products)", lambda: compute_statistics(
+        tokens[:, :-1], tokens[:, 1:], vocab_size, chunk_size, device=run_device, dtype=dtype, progress=True,
+        keep=("value_map", "attention_map", "position_map")).tensors())
+    targets = phase("rsa targets (normalise, centre, covariance norms)",
+                    lambda: TheoryTargets(statistics, dtype))
+    del statistics
+    config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
+                           num_attention_heads=n_heads, intermediate_size=intermediate_size, rotary_pct=0.25,
+                           use_parallel_residual=True, max_position_embeddings=2048, tie_word_embeddings=False)
+
+    def build():
+        torch.manual_seed(seed)
+        with torch.device(run_device):
+            return GPTNeoXForCausalLM(config).eval()
+
+    model = phase("random model (float32)", build)
+    representations = phase("single-token representations (V tokens, all layers)",
+                            lambda: single_token_representations(model, torch.arange(vocab_size), batch_size,
+                                                                 progress=True))
+    results = phase(f"similarities ({n_layers} layers × 3)",
+                    lambda: layer_similarities(model, representations, targets, run_device))
+    total = sum(r[1] for r in rows)
+    print()
+    print(f"| phase | seconds | peak GPU memory (GiB) |")
+    print(f"|---|---:|---:|")
+    for phase_name, seconds, peak in rows:
+        print(f"| {phase_name} | {seconds:.1f} | {peak:.1f} |")
+    print(f"| total | {total:.1f} | {max(r[2] for r in rows):.1f} |")
+    for kind in ("attention", "no_mlp", "embedding"):
+        values = [r[kind] for r in results]
+        print(f"{kind}: layers 0…{len(values) - 1}: min {min(values):.4f} max {max(values):.4f}")
+
+
+if __name__ == "__main__":
+    override(globals())
+    main()

@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from benchmarks.naive import naive_rsa
+from benchmarks.pythia_bench import naive_layer_similarities, random_layer
+from common.checkpoints import Representations, folded_query_key
+from common.comparison import (TheoryTargets, attention_similarity, head_similarities, layer_similarities,
+                               plot_head_heatmaps, plot_layer_heatmaps, read_head_results, read_layer_results)
+from common.io import UserError, write_json
+from common.similarity import RSATarget, normalize_rows, rsa_factored, rsa_to_target
+from tests.test_checkpoints import tiny_neox
+
+
+def test_layer_similarities_equal_the_naive_formulation():
+    attention_map, value_map, h_pre, h_mid, h_post, M = random_layer(60, 7, torch.Generator().manual_seed(0))
+    targets = TheoryTargets({"attention_map": attention_map.clone(), "value_map": value_map.clone()}, torch.float64)
+    naive = naive_layer_similarities(attention_map, value_map, h_pre, h_mid, h_post, M)
+    assert attention_similarity(targets.attention, h_pre, M) == pytest.approx(naive["attention"], abs=1e-12)
+    assert rsa_to_target(targets.value, h_mid) == pytest.approx(naive["no_mlp"], abs=1e-12)
+    assert rsa_to_target(targets.value, h_post) == pytest.approx(naive["embedding"], abs=1e-12)
+    assert min(abs(v) for v in naive.values()) > 0.05        # the instance is not trivially 0
+    # the attention side is the row-centred bilinear form of H̃ = H_pre centred per token, query rows
+    h = h_pre - h_pre.mean(dim=1, keepdim=True)
+    transposed = naive_rsa(normalize_rows(attention_map), (h @ M @ h.T).T)
+    assert abs(transposed - naive["attention"]) > 1e-3
+
+
+def test_model_layers_and_heads_equal_brute_force():
+    model = tiny_neox(seed=2, layers=2, d=12, heads=3, vocab=30)
+    from common.checkpoints import single_token_representations
+    reps = single_token_representations(model, torch.arange(30))
+    g = torch.Generator().manual_seed(1)
+    attention_map, value_map = torch.randn(30, 30, generator=g).double(), torch.randn(30, 30, generator=g).double()
+    targets = TheoryTargets({"attention_map": attention_map.clone(), "value_map": value_map.clone()}, torch.float64)
+    results = layer_similarities(model, reps, targets, "cpu")
+    for index, layer in enumerate(model.gpt_neox.layers):
+        weights = folded_query_key(layer)
+        naive = naive_layer_similarities(attention_map, value_map, reps.pre(index).double(),
+                                         reps.mid[index].double(), reps.post[index].double(), weights.mean_matrix())
+        for kind, value in naive.items():
+            assert results[index][kind] == pytest.approx(value, abs=1e-10), (index, kind)
+            assert -1 <= results[index][kind] <= 1
+        heads = head_similarities(model, reps, targets.attention, index, "cpu")
+        assert len(heads) == 3
+        for h, value in enumerate(heads):
+            one = naive_layer_similarities(attention_map, value_map, reps.pre(index).double(), reps.mid[index].double(),
+                                           reps.post[index].double(), weights.head_matrix(h))
+            assert value == pytest.approx(one["attention"], abs=1e-10)
+
+
+def test_float32_targets_in_place_match_float64():
+    attention_map, value_map, h_pre, h_mid, h_post, M = random_layer(300, 16, torch.Generator().manual_seed(3))
+    exact = TheoryTargets({"attention_map": attention_map.clone(), "value_map": value_map.clone()}, torch.float64)
+    single = attention_map.float()
+    storage = single.data_ptr()
+    approximate = TheoryTargets({"attention_map": single, "value_map": value_map.float()}, torch.float32)
+    assert approximate.attention.centered.data_ptr() == storage       # prepared in place, no copy
+    assert approximate.attention.centered.dtype == torch.float32
+    for target32, target64, (left, right) in ((approximate.attention, exact.attention, (h_pre @ M, h_pre)),):
+        assert rsa_factored(target32, left.float(), right.float()) == pytest.approx(
+            rsa_factored(target64, left, right), abs=1e-5)
+    assert rsa_to_target(approximate.value, h_mid.float()) == pytest.approx(rsa_to_target(exact.value, h_mid),
+                                                                           abs=1e-5)
+    # the blocked covariance norm equals the one-shot one
+    c = torch.randn(50, 50, dtype=torch.float64)
+    from common.similarity import _gram_norm
+    assert float(_gram_norm(c, block=7)) == pytest.approx(float((c @ c.T).norm()), rel=1e-12)
+    assert RSATarget(c).norm == pytest.approx(float(_gram_norm(c - c.mean(1, keepdim=True))), rel=1e-12)
+
+
+def _write_results(root):
+    for step, scale in (("step0", 0.1), ("step16", 0.5), ("step2", 0.3)):
+        folder = root / f"revision_{step}"
+        for kind, name in (("attention", "attention_comparison_summary.json"),
+                           ("no_mlp", "cosine_similarity_summary_mids.json"),
+                           ("embedding", "cosine_similarity_summary.json")):
+            write_json(folder / "matrix_theoretical" / name,
+                       {f"layer_{l}": {"cosine_similarity": scale + 0.01 * l} for l in range(3)})
+        write_json(folder / "layer_1" / "per_head_results.json",
+                   {f"head_{h}": {"cosine_similarity": scale * h, "head_idx": h} for h in range(4)})
+
+
+def test_reading_and_plotting_results(tmp_path):
+    _write_results(tmp_path)
+    layers = read_layer_results(tmp_path)
+    assert list(layers["attention"]) == ["step0", "step2", "step16"]          # by step number
+    assert layers["no_mlp"]["step16"] == pytest.approx([0.5, 0.51, 0.52])
+    heads = read_head_results(tmp_path)
+    assert list(heads) == [1] and list(heads[1]) == ["step0", "step2", "step16"]
+    assert heads[1]["step2"] == pytest.approx([0.0, 0.3, 0.6, 0.9])
+    for paths in (plot_layer_heatmaps(layers, tmp_path / "layers"), plot_head_heatmaps(heads, tmp_path / "heads")):
+        assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    with pytest.raises(UserError, match="no pythia.py results"):
+        read_layer_results(tmp_path / "revision_step0" / "layer_1")
+    with pytest.raises(UserError, match="not found"):
+        read_head_results(tmp_path / "missing")
+
+
+def test_representations_pre_is_previous_post():
+    reps = Representations(embedding=torch.zeros(2, 3), mid=[torch.ones(2, 3)] * 2, post=[torch.full((2, 3), 5.0)] * 2)
+    assert reps.pre(0).sum() == 0 and reps.pre(1).sum() == 30 and reps.n_layers == 2
