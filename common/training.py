@@ -119,7 +119,7 @@ def event_steps(every_epochs: float, steps_per_epoch: int, total: int) -> set:
     steps = {total}
     if every_epochs > 0:
         interval = every_epochs * steps_per_epoch
-        steps |= {max(1, round(j * interval)) for j in range(1, int(total / interval + 1e-9) + 1)}
+        steps |= {max(1, math.ceil(j * interval - 1e-9)) for j in range(1, int(total / interval + 1e-9) + 1)}
     return {s for s in steps if 1 <= s <= total}
 
 
