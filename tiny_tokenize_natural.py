@@ -25,12 +25,5 @@ seed = 42                         # seed of the synthetic generator
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        override(globals())
-        from common.text import load_text_dataset
-        from common.tokenize import default_num_proc, print_summary, tokenize_natural, write_token_folder
-        dataset = load_text_dataset(data, split, text_field, n_synthetic=n_stories, seed=seed)
-        if max_stories:
-            dataset = dataset.select(range(min(max_stories, len(dataset))))
-        stories, vocabulary, frequencies, summary = tokenize_natural(
-            dataset, vocab_size, num_proc or default_num_proc(len(dataset)))
-        print_summary(write_token_folder(out_dir, stories, vocabulary, frequencies, summary), out_dir)
+        from common.tokenize import run_tokenizer
+        run_tokenizer("natural", override(globals()))

@@ -21,13 +21,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import timed  # noqa: E402
-from common.config import override  # noqa: E402
-from common.model import AttentionOnlyTransformer  # noqa: E402
-from common.stats import compute_statistics  # noqa: E402
-from common.training import sgd_step  # noqa: E402
-
 natural_vocab = 3000
 natural_batch = 512
 bpe_vocab = 10000
@@ -42,6 +35,14 @@ stats_sequences = 2048  # sequences for the statistics timing (0: skip)
 stats_chunk = 64
 device = "cuda"
 seed = 0
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.timing import timed  # noqa: E402
+from common.config import override  # noqa: E402
+from common.model import AttentionOnlyTransformer  # noqa: E402
+from common.stats import compute_statistics  # noqa: E402
+from common.training import sgd_step  # noqa: E402
+
 override(globals())
 
 cuda = torch.device(device).type == "cuda"

@@ -260,3 +260,21 @@ def load_stories(data_dir):
 def default_num_proc(n_stories: int) -> int:
     """Worker processes for datasets.map: one for small corpora, up to 8 for large ones."""
     return 1 if n_stories < 50_000 else max(1, min(8, os.cpu_count() or 1))
+
+
+def run_tokenizer(kind: str, config: dict) -> dict:
+    """The body of tiny_tokenize_{natural,bpe}.py: load `data`, tokenize, write `out_dir`, print."""
+    from common.text import load_text_dataset
+    dataset = load_text_dataset(config["data"], config["split"], config["text_field"],
+                                n_synthetic=config["n_stories"], seed=config["seed"])
+    if config["max_stories"]:
+        dataset = dataset.select(range(min(config["max_stories"], len(dataset))))
+    num_proc = config["num_proc"] or default_num_proc(len(dataset))
+    if kind == "natural":
+        stories, vocabulary, frequencies, summary = tokenize_natural(dataset, config["vocab_size"], num_proc)
+        tokenizer = None
+    else:
+        stories, vocabulary, frequencies, summary, tokenizer = tokenize_bpe(dataset, config["vocab_size"], num_proc)
+    summary = write_token_folder(config["out_dir"], stories, vocabulary, frequencies, summary, tokenizer)
+    print_summary(summary, config["out_dir"])
+    return summary
