@@ -20,6 +20,17 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) demo.py
 
+# Pythia pipeline offline: small Pythia-style checkpoints on the synthetic corpus, both comparisons, both plots
+demo-pythia: $(VENV)/.installed
+	rm -rf out/demo_pythia
+	$(PY) train_neox_checkpoints.py --out_dir=out/demo_pythia/checkpoints --max_steps=2000
+	$(PY) pythia.py --model_name=out/demo_pythia/checkpoints --revisions=all --dataset=synthetic \
+		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_pythia/results --cache_dir=out/demo_pythia/cache
+	$(PY) pythia_per_head.py --model_name=out/demo_pythia/checkpoints --target_layer=0 --dataset=synthetic \
+		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_pythia/results --cache_dir=out/demo_pythia/cache
+	$(PY) plot_cosine_similarity.py --results_dir=out/demo_pythia/results
+	$(PY) plot_per_head_similarity.py --results_dir=out/demo_pythia/results
+
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
