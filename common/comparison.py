@@ -70,7 +70,8 @@ def attention_similarity(target: RSATarget, h_pre: torch.Tensor, M: torch.Tensor
 def layer_similarities(model, representations, targets: TheoryTargets, device) -> list:
     """[{attention, no_mlp, embedding} for each layer]."""
     results = []
-    for index, layer in enumerate(base_model(model).layers):
+    layers = base_model(model).layers
+    for index, layer in enumerate(tqdm(layers, desc="layer similarities", leave=False)):
         M = folded_query_key(layer).mean_matrix().to(device)
         results.append({
             "attention": attention_similarity(targets.attention, representations.pre(index).to(device), M),
@@ -116,6 +117,9 @@ def prepare_comparison(model_name, revisions, dataset, n_examples, max_seq_len, 
 
 def revision_representations(source, revision, token_ids, device, batch_size):
     model = source.load_model(revision, device)
+    if int(token_ids.max()) >= model.config.vocab_size:
+        raise UserError(f"revision {revision} has a vocabulary of {model.config.vocab_size} tokens but the "
+                        f"statistics use token id {int(token_ids.max())}: the revisions do not share one vocabulary")
     return model, single_token_representations(model, token_ids, batch_size, progress=True)
 
 
