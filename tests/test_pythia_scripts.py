@@ -112,3 +112,18 @@ def test_failed_download_and_bad_folder(tmp_path):
     done = run("pythia.py", f"--model_name={tmp_path / 'nothing'}", f"--output_dir={tmp_path / 'out'}", check=False)
     assert done.returncode != 0 and "checkpoint folder not found" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_benchmarks_at_tiny_sizes_gpu_one_without_datasets():
+    # the GPU machine has no `datasets`: the GPU benchmark must run with its import blocked
+    code = ("import sys, runpy; sys.modules['datasets'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "benchmarks/gpu_pythia_bench.py"), "--device=cpu",
+                           "--n_layers=2", "--d_model=16", "--n_heads=2", "--intermediate_size=32",
+                           "--vocab_size=60", "--n_documents=20", "--seq_len=8"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| total |" in done.stdout and "similarities (2 layers × 3)" in done.stdout
+    done = run("benchmarks/pythia_bench.py", "--n_tokens=80", "--d_model=8", "--stats_vocab=300",
+               "--stats_documents=10", "--seq_len=8", "--dense_vocab=100")
+    assert "ratio" in done.stdout and "at V = 300: pass 1 scatter" in done.stdout
