@@ -8,9 +8,10 @@ minutes — each step is one of the real scripts, run with the command it prints
 The association report (associations.md) is written by step 2 and lists the planted pairs
 (bird → flew, dog → barked, …) among the strongest partners of B̄ and of the trained W_O.
 
-The demo stops at ηs ≈ 41 (η = 0.3, 138 steps): the end of the early regime, where the leading terms
-still describe every weight (cosines ≳ 0.9) while the loss has started to fall. Training longer
-(--epochs=4) shows the regime ending: the loss drops quickly and the cosines of W fall first.
+The demo stops at ηs ≈ 41 (η = 0.45, 92 steps of 64 sequences): the end of the early regime, where the
+leading terms still describe every weight (cosines ≳ 0.9) while the loss has started to fall. Training
+longer (--epochs=3 on the training command) shows the regime ending: the loss drops quickly and the
+cosines of W and P fall first.
 Outputs go to out/demo (replaced on every run).
 """
 import json
@@ -26,10 +27,10 @@ PLANTED = "bird,dog,cow,fish,owl,robot"
 STEPS = [
     ["tiny_tokenize_natural.py", "--data=synthetic", "--n_stories=3000", f"--out_dir={OUT / 'data'}"],
     ["tiny_self_attn_natural.py", f"--data_dir={OUT / 'data'}", f"--out_dir={OUT / 'run'}", "--seq_len=64",
-     "--batch_size=64", "--epochs=3", "--lr=0.3", "--log_every=0.25", "--save_every=1", "--report_tokens=8",
+     "--batch_size=64", "--epochs=2", "--lr=0.45", "--log_every=0.2", "--save_every=1", "--report_tokens=8",
      f"--report_words={PLANTED}"],
     ["tiny_plot_logs.py", f"--log={OUT / 'run' / 'training_logs.json'}", "--title=demo: synthetic stories, 3 layers"],
-    ["tiny_causal.py", f"--out_dir={OUT / 'run'}", "--eval_sequences=500", "--progress=False"],
+    ["tiny_causal.py", f"--out_dir={OUT / 'run'}", "--eval_sequences=300", "--progress=False"],
 ]
 
 

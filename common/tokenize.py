@@ -59,7 +59,7 @@ def _count_batch(batch):
 
 def count_natural_tokens(dataset, num_proc: int = 1) -> dict:
     """{token: count} over the `text` column, counted in parallel batches and merged."""
-    partial = dataset.map(_count_batch, batched=True, batch_size=2000, num_proc=num_proc,
+    partial = dataset.map(_count_batch, batched=True, batch_size=10_000, num_proc=num_proc,
                           remove_columns=dataset.column_names, desc="counting tokens")
     frame = partial.to_pandas()
     if frame.empty:
