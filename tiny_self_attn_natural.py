@@ -36,6 +36,7 @@ report_top = 5                  # partners per token in associations.md (0: no r
 report_tokens = 20              # most frequent tokens in the report
 report_words = ""               # extra tokens for the report, comma-separated (e.g. "bird,dog")
 device = "auto"                 # auto (cuda:LOCAL_RANK when a GPU is visible), cpu, cuda
+tf32 = False                    # TensorFloat-32 matmuls on GPU: ~4.5× faster on an H100, ~1e-3 relative error
 progress = True                 # tqdm progress bar with the loss
 
 if __name__ == "__main__":

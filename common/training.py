@@ -67,6 +67,7 @@ class TrainConfig:
     report_tokens: int = 20        # most frequent tokens in the report
     report_words: str = ""         # extra tokens for the report, comma-separated
     device: str = "auto"           # auto, cpu, cuda, cuda:1, …
+    tf32: bool = False             # TensorFloat-32 matmuls on GPU (≈4.5× faster on an H100, ~1e-3 relative error)
     progress: bool = True
 
     @classmethod
@@ -215,6 +216,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.proc = setup_processes(cfg.device)
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         for name in ("batch_size", "grad_accum", "epochs", "n_layers"):
             if getattr(cfg, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
