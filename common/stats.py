@@ -52,7 +52,7 @@ class CorpusStatistics:                         # a field not in `keep` is None
 
 
 def _lower_triangle(seq_len: int, device):
-    """Row (query t) and column (key s) indices of the pairs s ≤ t, and c_t for each pair."""
+    """Row (query t) and column (key s) indices of the pairs s ≤ t, row by row (row-major order)."""
     rows, cols = torch.tril_indices(seq_len, seq_len, device=device)
     return rows, cols
 

@@ -37,3 +37,14 @@ def test_missing_path_and_field(tmp_path):
     (tmp_path / "c.jsonl").write_text(json.dumps({"body": "x"}), encoding="utf-8")
     with pytest.raises(UserError, match="no 'text' field"):
         load_text_dataset(str(tmp_path / "c.jsonl"))
+
+
+def test_failed_download_is_one_clear_error(monkeypatch):
+    # offline mode makes the hub attempt fail at once (here and in CI nothing can reach a hub anyway)
+    import datasets
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="could not load 'roneneldan/TinyStories'.*pass a local path"):
+        load_text_dataset("roneneldan/TinyStories")
+    with pytest.raises(UserError, match="could not load 'Skylion007/openwebtext'"):
+        load_text_dataset("openwebtext", streaming=True)
