@@ -9,8 +9,9 @@ what the weight does."""
 import torch
 import torch.nn.functional as F
 
+from common.leading_terms import theory_matrices
 from common.similarity import matrix_cosine
-from common.training import named_weights, theory_matrices
+from common.training import named_weights
 
 
 def remove_projection(weight: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,12 @@ def leading_coefficients(lr: float, steps: int) -> dict:
     return {"W_O": lr * s, "V": lr ** 2 * s * (s - 1) / 2, "W": attention, "P": attention}
 
 
+def theory_matrices(stats: CorpusStatistics) -> dict:
+    """{'W_O', 'V', 'W', 'P'} → the statistic each weight kind lines up with (B̄, (B̄Φ̄)ᵀ, Q̄, p̄)."""
+    return {name: getattr(stats, field) for name, field in THEORY_OF_WEIGHT.items()}
+
+
 def predicted_weights(stats: CorpusStatistics, lr: float, steps: int) -> dict:
     """{'W_O', 'V', 'W', 'P'} → predicted tensor (same prediction for every layer's V, W, P)."""
     coefficients = leading_coefficients(lr, steps)
-    return {name: coefficients[name] * getattr(stats, field) for name, field in THEORY_OF_WEIGHT.items()}
+    return {name: coefficients[name] * matrix for name, matrix in theory_matrices(stats).items()}

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from common.io import UserError, load_tensors, read_json, save_tensors, write_json
-from common.leading_terms import leading_coefficients
+from common.leading_terms import predicted_weights, theory_matrices
 from common.model import AttentionOnlyTransformer
 from common.similarity import matrix_cosine, relative_error
 from common.stats import compute_statistics
@@ -159,19 +159,15 @@ def named_weights(model: AttentionOnlyTransformer):
             yield f"layer_{l}_{kind}_{THEORY_KEYS[kind]}", kind, getattr(layer, kind)
 
 
-def theory_matrices(stats) -> dict:
-    return {"W_O": stats.bigram, "V": stats.value_map, "W": stats.attention_map, "P": stats.position_map}
-
-
 def theory_entry(model, stats, lr: float, step: int) -> dict:
     """Cosine of every weight with its matrix and relative error to the §3 prediction at `step`."""
-    theory, coefficients = theory_matrices(stats), leading_coefficients(lr, step)
+    theory, predicted = theory_matrices(stats), predicted_weights(stats, lr, step)
     entry = {}
     with torch.no_grad():
         for key, kind, weight in named_weights(model):
             entry[key] = matrix_cosine(weight, theory[kind])
-            predicted = coefficients[kind] * theory[kind]
-            entry[f"{key}_rel_err"] = relative_error(weight, predicted) if predicted.norm() > 0 else None
+            entry[f"{key}_rel_err"] = (relative_error(weight, predicted[kind]) if predicted[kind].norm() > 0
+                                       else None)
     return entry
 
 
