@@ -37,7 +37,7 @@ device = "cuda"
 seed = 0
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import timed  # noqa: E402
+from benchmarks.timing import dense_step_flops, timed  # noqa: E402
 from common.config import override  # noqa: E402
 from common.model import AttentionOnlyTransformer  # noqa: E402
 from common.stats import compute_statistics  # noqa: E402
@@ -64,7 +64,7 @@ def measure(label, vocab, batch, accum, precision):
     sgd_step(model, optimizer, micro)                     # warm-up
     seconds = min(timed(lambda: sgd_step(model, optimizer, micro), device)[1] for _ in range(steps))
     memory = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
-    flops = accum * 3 * (2 * (n_layers - 1) + 1) * 2 * batch * seq_len * vocab ** 2
+    flops = accum * dense_step_flops(batch, seq_len, vocab, n_layers)
     del model, optimizer, data, micro
     return [label, precision, vocab, f"{batch}×{accum}", f"{seconds:.3f}", f"{accum * batch * seq_len / seconds:,.0f}",
             f"{memory:.1f}", f"{flops / seconds / 1e12:.1f}"]

@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.naive import naive_model_forward  # noqa: E402
-from benchmarks.timing import best_time  # noqa: E402
+from benchmarks.timing import best_time, dense_step_flops  # noqa: E402
 from common.config import override  # noqa: E402
 from common.model import AttentionOnlyTransformer  # noqa: E402
 
@@ -58,7 +58,7 @@ def floor():
         h.T @ out
 
 
-flops = 3 * n_dense * 2 * batch_size * seq_len * vocab_size ** 2
+flops = dense_step_flops(batch_size, seq_len, vocab_size, n_layers)
 t_floor = best_time(floor, repeats, device=device)
 t_ours = best_time(step(model), repeats, device=device)
 print(f"{device} {dtype}: V={vocab_size} T={seq_len} B={batch_size} L={n_layers}")

@@ -23,3 +23,9 @@ def best_time(fn, repeats=3, warmup=1, device=None) -> float:
     for _ in range(warmup):
         fn()
     return min(timed(fn, device)[1] for _ in range(repeats))
+
+
+def dense_step_flops(batch: int, seq_len: int, vocab_size: int, n_layers: int) -> int:
+    """FLOPs of the dense V×V products one forward+backward of the model cannot avoid: h@W and h@V at
+    layers 2..L and h@W_O, each (B·T × V)(V × V), with its two backward products."""
+    return 3 * (2 * (n_layers - 1) + 1) * 2 * batch * seq_len * vocab_size ** 2

@@ -51,12 +51,6 @@ class CorpusStatistics:                         # a field not in `keep` is None
         return {k: getattr(self, k) for k in self.TENSOR_FIELDS if getattr(self, k) is not None}
 
 
-def _lower_triangle(seq_len: int, device):
-    """Row (query t) and column (key s) indices of the pairs s ≤ t, row by row (row-major order)."""
-    rows, cols = torch.tril_indices(seq_len, seq_len, device=device)
-    return rows, cols
-
-
 class StatisticsAccumulator:
     """Two-pass streaming accumulation: pass 1 gives B̄ and Φ̄, pass 2 (which needs Ḡ) gives Q̄ and p̄.
 
@@ -98,7 +92,8 @@ class StatisticsAccumulator:
         T = x.shape[1]
         if self.seq_len is None:
             self.seq_len = T
-            self.rows, self.cols = _lower_triangle(T, self.device)
+            # query t (row) and key s (column) of every pair s ≤ t, row by row
+            self.rows, self.cols = torch.tril_indices(T, T, device=self.device)
             self.c = 1.0 / torch.arange(1, T + 1, device=self.device, dtype=self.dtype)
         elif T != self.seq_len:
             raise ValueError(f"every batch must have the same sequence length ({self.seq_len}); got {T}")
