@@ -46,13 +46,11 @@ _END_OF_TEXT = "<|endoftext|>"
 
 
 def train_tokenizer(texts, size):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=size, special_tokens=[_END_OF_TEXT, "<unk>"],
-                                                       show_progress=False))
+    from common.tokenize import bpe_tokenizer
+
+    bpe = bpe_tokenizer(texts, size, [_END_OF_TEXT, "<unk>"])
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=_END_OF_TEXT, unk_token="<unk>")
 
 

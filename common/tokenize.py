@@ -108,15 +108,23 @@ def tokenize_natural(dataset, vocab_size: int = 3000, num_proc: int = 1):
 
 
 # -- BPE tokenizer -----------------------------------------------------------------------------
-def train_bpe(dataset, vocab_size: int = 10000, min_frequency: int = 2, batch_size: int = 1000):
-    """A `tokenizers` BPE model trained on the `text` column (SPEC §5)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+def bpe_tokenizer(texts, vocab_size: int, special_tokens: list, min_frequency: int = 0, length=None):
+    """A `tokenizers` BPE model (unknown token `<unk>`) with the Whitespace pre-tokenizer, trained on
+    an iterable of texts or of batches of texts; `length` (optional) is only for progress."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=BPE_SPECIAL_TOKENS, show_progress=False)
+                                  special_tokens=special_tokens, show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    return tokenizer
+
+
+def train_bpe(dataset, vocab_size: int = 10000, min_frequency: int = 2, batch_size: int = 1000):
+    """The SPEC §5 BPE tokenizer trained on the `text` column, with the template `<s> $A </s>`."""
+    from tokenizers import processors
     batches = (dataset[i:i + batch_size]["text"] for i in range(0, len(dataset), batch_size))
-    tokenizer.train_from_iterator(batches, trainer=trainer, length=len(dataset))
+    tokenizer = bpe_tokenizer(batches, vocab_size, BPE_SPECIAL_TOKENS, min_frequency, len(dataset))
     bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)])

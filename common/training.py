@@ -202,7 +202,7 @@ def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc:
     shard = chosen[proc.rank::proc.world].long()
     if len(shard) == 0:
         raise UserError(f"too few statistics sequences ({len(chosen)}) for {proc.world} processes")
-    return compute_statistics(shard[:, :-1].contiguous(), shard[:, 1:].contiguous(), vocab_size, chunk_size=cfg.stats_chunk,
+    return compute_statistics(shard[:, :-1], shard[:, 1:], vocab_size, chunk_size=cfg.stats_chunk,
                               device=proc.device, all_reduce=proc.all_reduce if proc.world > 1 else None,
                               progress=cfg.progress and proc.main)
 
