@@ -1,3 +1,5 @@
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -6,6 +8,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def run_script(script, *args, check=True, timeout=600):
+    """Run one of the project's scripts (a path relative to the repository, or `-c code`) as a user would;
+    `check`: assert it succeeded.
+    One thread (tiny tensors on a busy 2-core machine: two spinning threads cost up to 20×) and the
+    hub offline (an attempt fails at once instead of retrying)."""
+    result = subprocess.run([sys.executable, str(script), *map(str, args)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"))
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def markov_tokens(n_seq, seq_len, vocab_size, seed=0):

@@ -1,24 +1,15 @@
 """End to end: train tiny Pythia-style checkpoints, run both comparison scripts and both plots on a
 small local corpus, reuse the statistics cache, and refuse bad input with one line."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from common.synthetic import generate_stories
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script as run
 
 TINY = ["--max_seq_len=16", "--n_examples=120"]
-
-
-def run(script, *args, env=None, check=True):
-    done = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1", **(env or {})))
-    if check:
-        assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 @pytest.fixture(scope="module")

@@ -1,28 +1,17 @@
 """The Tiny Stories scripts as a user runs them: outputs on good input, one `error:` line, a non-zero
 exit and no partial output on bad input (SPEC §5, §8)."""
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tiny_corpus import tiny_stories, write_txt
+from tests.conftest import ROOT, run_script as run
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["--seq_len=16", "--batch_size=8", "--epochs=2", "--lr=0.5", "--log_every=0.5", "--save_every=1",
          "--progress=False", "--device=cpu", "--report_top=3", "--report_tokens=3", "--report_words=bird"]
-
-
-def run(*args, ok=True):
-    # one thread: these tensors are tiny, and two spinning threads on a busy 2-core machine cost 20×
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    if ok:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def files_under(path: Path) -> list:
@@ -108,16 +97,16 @@ def test_tokenizer_bad_input(tmp_path, case):
     message = {"missing": "data not found", "not_utf8": "is not UTF-8", "empty": "corpus is empty",
                "all_filtered": "no story has all its tokens"}[case]
     before = files_under(tmp_path)
-    result = run(script, f"--data={corpus}", f"--out_dir={tmp_path / 'out'}", *extra, ok=False)
+    result = run(script, f"--data={corpus}", f"--out_dir={tmp_path / 'out'}", *extra, check=False)
     check_error(result, message, tmp_path, before)
 
 
 def test_trainer_bad_input(pipeline, tmp_path):
     data, out = pipeline["data"], tmp_path / "run"
     result = run("tiny_self_attn_natural.py", f"--data_dir={data}", f"--out_dir={out}", *TRAIN, "--seq_len=400",
-                 ok=False)
+                 check=False)
     check_error(result, "longer than every story", tmp_path, [])
-    result = run("tiny_self_attn_natural.py", f"--data_dir={tmp_path / 'nothing'}", f"--out_dir={out}", ok=False)
+    result = run("tiny_self_attn_natural.py", f"--data_dir={tmp_path / 'nothing'}", f"--out_dir={out}", check=False)
     check_error(result, "data folder not found", tmp_path, [])
     # a vocabulary that does not match the stories
     shutil.copytree(data, tmp_path / "data")
@@ -125,7 +114,7 @@ def test_trainer_bad_input(pipeline, tmp_path):
     swapped = {token: len(vocabulary) - 1 - i for token, i in vocabulary.items()}      # same tokens, other ids
     (tmp_path / "data" / "vocabulary.json").write_text(json.dumps(swapped))
     before = files_under(tmp_path)
-    result = run("tiny_self_attn_natural.py", f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}", *TRAIN, ok=False)
+    result = run("tiny_self_attn_natural.py", f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}", *TRAIN, check=False)
     check_error(result, "does not match the tokenized stories", tmp_path, before)
 
 
@@ -133,14 +122,14 @@ def test_resume_and_causal_refuse_a_mismatched_run(pipeline, tmp_path):
     shutil.copytree(pipeline["out"], tmp_path / "run")
     before = files_under(tmp_path)
     result = run("tiny_self_attn_natural.py", f"--data_dir={pipeline['data']}", f"--out_dir={tmp_path / 'run'}",
-                 *TRAIN, "--seq_len=12", "--resume=True", ok=False)
+                 *TRAIN, "--seq_len=12", "--resume=True", check=False)
     check_error(result, "comes from another configuration (seq_len 16 there, 12 now)", tmp_path, before)
     # other data: a corpus tokenized from different stories
     other = write_txt(tmp_path / "other.txt", tiny_stories(90, seed=5))
     run("tiny_tokenize_natural.py", f"--data={other}", f"--out_dir={tmp_path / 'other'}")
     before = files_under(tmp_path)
     result = run("tiny_causal.py", f"--out_dir={tmp_path / 'run'}", f"--data_dir={tmp_path / 'other'}",
-                 f"--output={tmp_path / 'causal.json'}", ok=False)
+                 f"--output={tmp_path / 'causal.json'}", check=False)
     check_error(result, "trained on", tmp_path, before)
 
 
