@@ -12,7 +12,11 @@ The demo stops at ηs ≈ 41 (η = 0.45, 92 steps of 64 sequences): the end of t
 leading terms still describe every weight (cosines ≳ 0.9) while the loss has started to fall. Training
 longer (--epochs=3 on the training command) shows the regime ending: the loss drops quickly and the
 cosines of W and P fall first.
-Outputs go to out/demo (replaced on every run).
+Outputs go to --out_dir (replaced on every run).
+
+Usage:
+    python demo.py                      # or: make demo
+    python demo.py --out_dir=out/demo2
 """
 import json
 import shutil
@@ -21,24 +25,34 @@ import sys
 import time
 from pathlib import Path
 
+from common.config import override
+from common.io import exit_on_user_error
+
+out_dir = "out/demo"            # everything the demo writes (replaced on every run)
+
 ROOT = Path(__file__).resolve().parent
-OUT = ROOT / "out" / "demo"
-PLANTED = "bird,dog,cow,fish,owl,robot"
-STEPS = [
+_PLANTED = "bird,dog,cow,fish,owl,robot"
+
+
+def demo_steps(OUT: Path) -> list:
+    """The demo's commands, each a script of the project with its arguments."""
+    return [
     ["tiny_tokenize_natural.py", "--data=synthetic", "--n_stories=3000", f"--out_dir={OUT / 'data'}"],
     ["tiny_self_attn_natural.py", f"--data_dir={OUT / 'data'}", f"--out_dir={OUT / 'run'}", "--seq_len=64",
      "--batch_size=64", "--epochs=2", "--lr=0.45", "--log_every=0.2", "--save_every=1", "--report_tokens=8",
-     f"--report_words={PLANTED}"],
+     f"--report_words={_PLANTED}"],
     ["tiny_plot_logs.py", f"--log={OUT / 'run' / 'training_logs.json'}", "--title=demo: synthetic stories, 3 layers"],
     ["tiny_causal.py", f"--out_dir={OUT / 'run'}", "--eval_sequences=300", "--progress=False"],
-]
+    ]
 
 
-def main() -> int:
+def main(OUT: Path) -> int:
+    from common.weight_kinds import WEIGHT_KINDS, parse_log_key
+
     start = time.time()
     if OUT.exists():
         shutil.rmtree(OUT)
-    for step in STEPS:
+    for step in demo_steps(OUT):
         command = [sys.executable, *step]
         print("\n$ python " + " ".join(step), flush=True)
         if subprocess.run(command, cwd=ROOT).returncode != 0:
@@ -50,12 +64,20 @@ def main() -> int:
     print(f"  association report {OUT / 'run' / 'associations.md'}")
     print(f"  causal ablation   {OUT / 'run' / 'causal.json'}")
     print(f"final cosines (step {last['step']}, epoch {last['epoch']:.2f}, loss {last['loss']:.3f}):")
-    print(f"  W_O vs B̄        {last['W_O_B_bar']:.3f}")
-    layers = sorted({int(k.split('_')[1]) for k in last if k.startswith('layer_')})
-    for name, key in (("V vs (B̄Φ̄)ᵀ", "V_B_bar_Phi_bar"), ("W vs Q̄", "W_Q_bar"), ("P vs p̄", "P_p_bar")):
-        print(f"  {name:<15} " + "  ".join(f"layer {l}: {last[f'layer_{l}_{key}']:.3f}" for l in layers))
+    cosines = {}   # kind → [(layer, cosine)]
+    for key, value in last.items():
+        parsed = parse_log_key(key)
+        if parsed and parsed.reference == "corpus" and not parsed.rel_err:
+            cosines.setdefault(parsed.kind, []).append((parsed.layer, value))
+    for kind in WEIGHT_KINDS:
+        name = f"{kind.name} vs {kind.symbol}"
+        print(f"  {name:<15} " + "  ".join(f"{value:.3f}" if layer is None else f"layer {layer}: {value:.3f}"
+                                          for layer, value in sorted(cosines.get(kind.name, []),
+                                                                     key=lambda p: p[0] or 0)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_on_user_error():
+        override(globals())
+        sys.exit(main((ROOT / out_dir) if not Path(out_dir).is_absolute() else Path(out_dir)))

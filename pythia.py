@@ -1,6 +1,6 @@
-"""Compare GPTNeoX (Pythia) checkpoints with the gradient leading terms, layer by layer (SPEC §6).
+"""Compare GPTNeoX (Pythia) checkpoints with the gradient leading terms, layer by layer (docs/theory.md §6).
 
-For every revision and every layer, three representation similarities (rsa, SPEC §4) between what
+For every revision and every layer, three representation similarities (rsa, docs/theory.md §4) between what
 the checkpoint computes for each token of a token set K fed alone at position 0 and the theory's
 matrices from corpus statistics:
     attention : H̃ M_l H̃ᵀ vs Q̄        no-MLP : H_mid vs (B̄Φ̄)ᵀ        embedding : H_post vs (B̄Φ̄)ᵀ

@@ -1,4 +1,4 @@
-"""Per-head attention similarity of one layer of GPTNeoX (Pythia) checkpoints over revisions (SPEC §6).
+"""Per-head attention similarity of one layer of GPTNeoX (Pythia) checkpoints over revisions (docs/theory.md §6).
 
 For each revision in --steps and each head h of --target_layer: rsa(Q̄, H̃ W_Q^h W_K^hᵀ H̃ᵀ), the
 attention comparison of pythia.py with one head's query-key map instead of the mean over heads.

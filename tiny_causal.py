@@ -1,4 +1,4 @@
-"""Causal ablation of a trained model (SPEC §5): remove from each weight its projection on its
+"""Causal ablation of a trained model (docs/theory.md §5): remove from each weight its projection on its
 theoretical matrix (W_O on B̄, V on (B̄Φ̄)ᵀ, W on Q̄, P on p̄), one weight at a time, and report the
 change of the loss on the training sequences. Prints a table and writes JSON.
 

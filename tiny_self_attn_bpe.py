@@ -1,4 +1,4 @@
-"""The trainer of tiny_self_attn_natural.py on BPE-tokenized Tiny Stories (SPEC §5): same model, same
+"""The trainer of tiny_self_attn_natural.py on BPE-tokenized Tiny Stories (docs/theory.md §5): same model, same
 logs, checkpoints and report; the release's BPE settings below (10000-token vocabulary, batch 128
 per GPU with 4-step gradient accumulation, 10 epochs of at most 50 optimiser steps, a log point every
 0.1 epoch). Every other hyperparameter, and its meaning, is the natural script's.

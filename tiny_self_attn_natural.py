@@ -1,4 +1,4 @@
-"""Train the 3-layer attention-only transformer on natural-tokenized Tiny Stories (SPEC §5) and track
+"""Train the 3-layer attention-only transformer on natural-tokenized Tiny Stories (docs/theory.md §5) and track
 how each weight lines up with its leading-term matrix (cos(W_O, B̄), cos(V, (B̄Φ̄)ᵀ), cos(W, Q̄), cos(P, p̄)).
 
 Usage:

@@ -1,4 +1,4 @@
-"""BPE tokenizer for Tiny Stories (SPEC §5): a `tokenizers` BPE model with the Whitespace
+"""BPE tokenizer for Tiny Stories (docs/theory.md §5): a `tokenizers` BPE model with the Whitespace
 pre-tokenizer, a 10000-token vocabulary, special tokens <unk> <pad> <s> </s>, template <s> $A </s>.
 The other hyperparameters, and their meaning, are those of tiny_tokenize_natural.py.
 

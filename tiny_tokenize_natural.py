@@ -1,4 +1,4 @@
-"""Natural tokenizer for Tiny Stories (SPEC §5): lower-case words and single punctuation characters,
+"""Natural tokenizer for Tiny Stories (docs/theory.md §5): lower-case words and single punctuation characters,
 the 3000 most frequent tokens as the vocabulary, only stories entirely inside it kept.
 
 Usage:

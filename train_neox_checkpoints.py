@@ -85,7 +85,7 @@ def main(config):
     from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from common.comparison import resolve_device
+    from common.device import resolve_device
     from common.text import iter_texts, load_text_dataset
 
     hf_logging.disable_progress_bar()

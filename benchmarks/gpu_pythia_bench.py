@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.checkpoints import single_token_representations  # noqa: E402
-from common.comparison import TheoryTargets, compute_dtype, layer_similarities, resolve_device  # noqa: E402
+from common.comparison import TheoryTargets, compute_dtype, layer_similarities  # noqa: E402
+from common.device import resolve_device  # noqa: E402
 from common.config import override  # noqa: E402
 from common.stats import compute_statistics  # noqa: E402
 

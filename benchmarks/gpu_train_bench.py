@@ -8,7 +8,7 @@ For each configuration and matmul precision (fp32; tf32 = TensorFloat-32 tensor 
 optimiser step, tokens/s, peak GPU memory, and the achieved TFLOP/s of the dense V×V products
 (forward h@W, h@V at layers 2..L and h@W_O, each with its two backward products:
 3 · (2(L−1)+1) · 2·B·T·V² per micro-batch; the T×T attention products and the gathers of layer 1
-are not counted). Then the time of the SPEC §2 statistics (float64) of `stats_sequences` sequences.
+are not counted). Then the time of the docs/theory.md §2 statistics (float64) of `stats_sequences` sequences.
 Nothing here imports `datasets` (the GPU machine does not have it). About 1–2 minutes on an H100.
 
     python benchmarks/gpu_train_bench.py

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 
 def naive_statistics_accumulate(x, y, V, G=None):
-    """SPEC §2 with per-sequence dense one-hot products and a materialised T×T×T Jacobian.
+    """docs/theory.md §2 with per-sequence dense one-hot products and a materialised T×T×T Jacobian.
 
     Without G: returns the raw sums of B̄ and Φ̄ (pass 1).  With G = Ḡ: the raw sums of Q̄ and p̄.
     One identical loop iteration per sequence, so its time is linear in the number of sequences.
@@ -53,7 +53,7 @@ def naive_rsa(a, b):
 
 
 def naive_model_forward(model, tokens):
-    """SPEC §1 with a dense one-hot product at layer 1 and a Python loop filling DM(P)'s diagonals."""
+    """docs/theory.md §1 with a dense one-hot product at layer 1 and a Python loop filling DM(P)'s diagonals."""
     B, T = tokens.shape
     h = F.one_hot(tokens, model.vocab_size).to(model.W_O.dtype)
     mask = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()

@@ -1,4 +1,4 @@
-"""Causal check of the leading terms (SPEC §5, the release's tiny-causal): remove from one trained
+"""Causal check of the leading terms (docs/theory.md §5, the release's tiny-causal): remove from one trained
 weight A its projection on its theoretical matrix M,
 
     A ← A − ⟨A, M⟩_F / ‖M‖²_F · M,
@@ -9,9 +9,9 @@ what the weight does."""
 import torch
 import torch.nn.functional as F
 
+from common.alignment import named_weights
 from common.leading_terms import theory_matrices
 from common.similarity import matrix_cosine
-from common.training import named_weights
 
 
 def remove_projection(weight: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ revision (`{folder}/step0/`, `{folder}/step1/`, … each written by `save_pretra
 tokenizer) — the layout `train_neox_checkpoints.py` writes.  Every failure (missing folder, unknown
 revision, failed download) is a one-line `UserError`, raised before any work is done.
 
-Read-outs (SPEC §6), each token alone at position 0 (rotary is the identity there):
+Read-outs (docs/theory.md §6), each token alone at position 0 (rotary is the identity there):
   - `folded_query_key(layer)`: per-head W_Q, W_K [heads, d_model, head_size] (and biases) from the
     fused `query_key_value` weight, whose output rows are laid out head by head as
     [head, (q, k, v), head_size]; the attention LayerNorm weight γ is folded in (its bias β goes

@@ -1,4 +1,4 @@
-"""The Pythia comparisons of SPEC §6: per layer (and per head) rsa between what a GPTNeoX checkpoint
+"""The Pythia comparisons of docs/theory.md §6: per layer (and per head) rsa between what a GPTNeoX checkpoint
 computes for single tokens and the theory's matrices over the token set K.
 
   attention : H̃ M H̃ᵀ vs Q̄ (query rows), M = mean over heads of W_Q^h W_K^hᵀ (folded, centred),
@@ -25,24 +25,14 @@ from tqdm.auto import tqdm
 
 from common.checkpoints import (CheckpointSource, base_model, folded_query_key, revision_step,
                                 single_token_representations, sort_revisions)
+from common.device import resolve_device
 from common.io import UserError, atomic_directory, read_json, write_json
 from common.similarity import RSATarget, rowcenter, rsa_factored, rsa_to_target
+from common.weight_kinds import MODEL_SIMILARITIES
 
-KINDS = ("attention", "no_mlp", "embedding")
-SUMMARY_FILES = {"attention": "attention_comparison_summary.json",
-                 "no_mlp": "cosine_similarity_summary_mids.json",
-                 "embedding": "cosine_similarity_summary.json"}
-TITLES = {"attention": r"attention: $\tilde H M \tilde H^\top$ vs $\bar Q$",
-          "no_mlp": r"no-MLP: $H_{mid}$ vs $(\bar B \bar\Phi)^\top$",
-          "embedding": r"embedding: $H_{post}$ vs $(\bar B \bar\Phi)^\top$"}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device={device} but no CUDA device is available; use --device=cpu")
-    return torch.device(device)
+KINDS = tuple(s.name for s in MODEL_SIMILARITIES)
+SUMMARY_FILES = {s.name: s.summary_file for s in MODEL_SIMILARITIES}
+TITLES = {s.name: s.title for s in MODEL_SIMILARITIES}
 
 
 def compute_dtype(device: torch.device):

@@ -3,9 +3,14 @@
 Values are parsed as Python literals when they look like one (numbers, booleans, None, lists),
 and must keep the default's type (an int default accepts a float only if it is whole)."""
 import ast
+import re
 import sys
+from pathlib import Path
 
 from common.io import UserError
+
+
+TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", list: "a list", tuple: "a list"}
 
 
 def _parse(raw: str, default):
@@ -31,7 +36,7 @@ def _parse(raw: str, default):
             return list(value)
         return [_parse(v.strip(), None) for v in raw.split(",")]
     if not isinstance(value, type(default)):
-        raise UserError(f"expected a {type(default).__name__}, got {raw!r}")
+        raise UserError(f"expected {TYPE_NAMES.get(type(default), type(default).__name__)}, got {raw!r}")
     return value
 
 
@@ -41,14 +46,11 @@ def override(config: dict, argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     keys = {k for k, v in config.items() if not k.startswith("_")
             and isinstance(v, (int, float, bool, str, list, tuple, type(None)))}
-    i = 0
+    i, explicit = 0, []
     while i < len(argv):
         arg = argv[i]
         if arg in ("-h", "--help"):
-            print(config.get("__doc__") or "")
-            print("hyperparameters (override with --name=value):")
-            for k in sorted(keys):
-                print(f"  --{k}={config[k]!r}")
+            print(help_text(config, keys))
             sys.exit(0)
         if not arg.startswith("--"):
             raise UserError(f"unexpected argument {arg!r}; use --name=value")
@@ -64,5 +66,43 @@ def override(config: dict, argv=None) -> dict:
             config[key] = _parse(raw, config[key])
         except UserError as error:
             raise UserError(f"--{key}: {error}") from None
+        explicit.append(key)
         i += 1
+    # which settings the user gave (a resumed run takes the others from its saved config.json)
+    config["_explicit"] = explicit
     return {k: config[k] for k in sorted(keys)}
+
+
+def hyperparameter_comments(path) -> dict:
+    """{name: comment} of the script's top-level `name = value   # comment` lines, in file order;
+    a comment continued on the following comment-only lines is joined."""
+    comments, last = {}, None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, TypeError):
+        return comments
+    for line in lines:
+        inherited = re.match(r"from (\w+) import \*", line)   # a script sharing another's hyperparameters
+        if inherited:
+            comments.update(hyperparameter_comments(Path(path).with_name(inherited.group(1) + ".py")))
+            continue
+        match = re.match(r"([A-Za-z]\w*)\s*=\s*[^#]*?(?:#\s*(.*))?$", line)
+        if match:
+            last = match.group(1)
+            comments[last] = (match.group(2) or "").strip() or comments.get(last, "")
+        elif last and re.match(r"\s{8,}#\s*(.*)", line):
+            comments[last] += " " + line.strip()[1:].strip()
+        else:
+            last = None
+    return comments
+
+
+def help_text(config: dict, keys) -> str:
+    """The script's docstring, then every hyperparameter with its default and its comment."""
+    comments = hyperparameter_comments(config.get("__file__"))
+    ordered = [k for k in comments if k in keys] + sorted(k for k in keys if k not in comments)
+    width = max((len(f"--{k}={config[k]!r}") for k in ordered), default=0)
+    lines = [(config.get("__doc__") or "").rstrip(), "", "hyperparameters (override with --name=value):"]
+    for k in ordered:
+        lines.append(f"  {f'--{k}={config[k]!r}':<{width}}  {comments.get(k, '')}".rstrip())
+    return "\n".join(lines)

@@ -76,7 +76,7 @@ def read_json(path, what="file"):
 
 
 def save_tensors(path, tensors: dict, metadata: dict) -> None:
-    """safetensors file plus a JSON sidecar (`<path>.json`) of metadata (SPEC §7)."""
+    """safetensors file plus a JSON sidecar (`<path>.json`) of metadata (docs/theory.md §7)."""
     from safetensors.torch import save_file
     path = Path(path)
     with atomic_path(path) as tmp:

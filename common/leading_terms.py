@@ -1,4 +1,4 @@
-"""Leading-term predictions of the weights (SPEC §3, discrete SGD form).
+"""Leading-term predictions of the weights (docs/theory.md §3, discrete SGD form).
 
 From zero initialisation, after s SGD steps of learning rate η on data with statistics `stats`:
 
@@ -11,9 +11,7 @@ From zero initialisation, after s SGD steps of learning rate η on data with sta
 term: W_O learns from the first step, V needs W_O ≠ 0, and W, P need both V and W_O ≠ 0.
 """
 from common.stats import CorpusStatistics
-
-# Which statistic each weight kind converges to early in training, keyed by parameter name.
-THEORY_OF_WEIGHT = {"W_O": "bigram", "V": "value_map", "W": "attention_map", "P": "position_map"}
+from common.weight_kinds import WEIGHT_KINDS
 
 
 def leading_coefficients(lr: float, steps: int) -> dict:
@@ -25,7 +23,7 @@ def leading_coefficients(lr: float, steps: int) -> dict:
 
 def theory_matrices(stats: CorpusStatistics) -> dict:
     """{'W_O', 'V', 'W', 'P'} → the statistic each weight kind lines up with (B̄, (B̄Φ̄)ᵀ, Q̄, p̄)."""
-    return {name: getattr(stats, field) for name, field in THEORY_OF_WEIGHT.items()}
+    return {kind.name: getattr(stats, kind.statistic) for kind in WEIGHT_KINDS}
 
 
 def predicted_weights(stats: CorpusStatistics, lr: float, steps: int) -> dict:

@@ -1,4 +1,4 @@
-"""The attention-only transformer of SPEC §1.
+"""The attention-only transformer of docs/theory.md §1.
 
     h⁰ = X (one-hot rows, T × V)
     S^l = h^{l-1} W^l (h^{l-1})ᵀ + DM(P^l) + causal mask
@@ -53,7 +53,7 @@ class AttentionLayer(nn.Module):
 
 
 class AttentionOnlyTransformer(nn.Module):
-    """L-layer attention-only transformer on one-hot tokens (SPEC §1). Zero-initialised by default."""
+    """L-layer attention-only transformer on one-hot tokens (docs/theory.md §1). Zero-initialised by default."""
 
     def __init__(self, vocab_size: int, seq_len: int, n_layers: int, init_std: float = 0.0):
         super().__init__()

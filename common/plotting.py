@@ -56,7 +56,6 @@ def heatmap_grid(panels, stem, ncols=None, xlabel="", ylabel="", title=None, cma
 
 
 # --- training curves (Tiny Stories pipeline: cosine with theory against epoch)
-CURVE_KINDS = [("W", "attention", "Q̄"), ("V", "value", "(B̄Φ̄)ᵀ"), ("W_O", "output", "B̄"), ("P", "position", "p̄")]
 
 
 def training_curves(logs: list, stem, title=None) -> list:
@@ -66,21 +65,22 @@ def training_curves(logs: list, stem, title=None) -> list:
     ours; writes `<stem>.png/.pdf`."""
     import numpy as np
 
-    from common.training import log_key_kind
+    from common.weight_kinds import WEIGHT_KINDS, parse_log_key
 
     x = np.array([entry.get("epoch", entry.get("step", i)) for i, entry in enumerate(logs)], dtype=float)
     series = {}   # (kind, is relative error) → [values per layer]
     for key in logs[0] if logs else {}:
-        parsed = log_key_kind(key)
-        if parsed:
+        parsed = parse_log_key(key)
+        if parsed and parsed.reference == "corpus":
             values = [np.nan if e.get(key) is None else float(e[key]) for e in logs]
-            series.setdefault((parsed[0], parsed[2]), []).append(values)
+            series.setdefault((parsed.kind, parsed.rel_err), []).append(values)
     if not series:
         raise ValueError("the log has no cosine keys (W_O_B_bar, layer_{l}_W_Q_bar, …)")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colors = dict(zip([k for k, _, _ in CURVE_KINDS], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colors = dict(zip([k.name for k in WEIGHT_KINDS], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for ax, relative in zip(axes, (False, True)):
-        for kind, name, theory in CURVE_KINDS:
+        for weight_kind in WEIGHT_KINDS:
+            kind, name, theory = weight_kind.name, weight_kind.role, weight_kind.symbol
             if (kind, relative) not in series:
                 continue
             label = f"{name}  {kind} vs its prediction" if relative else f"{name}  cos({kind}, {theory})"

@@ -1,11 +1,11 @@
-"""Corpus statistics for the Pythia pipeline (SPEC §6): corpus → token ids → statistics over a token
+"""Corpus statistics for the Pythia pipeline (docs/theory.md §6): corpus → token ids → statistics over a token
 set K, cached on disk.
 
   - Documents are tokenised with the checkpoint's tokenizer; those with at least T+1 tokens are kept
     and truncated to T+1 (x = first T tokens, y = the next T).  `n_examples` documents are read.
   - K is the `top_tokens` most frequent tokens of the kept sequences (ties by id), or the whole model
     vocabulary (ids 0 … V_full−1) when `top_tokens` is None.  Ids are mapped to indices in K, −1
-    outside it; the uniform term of r_t uses V_full, the model's vocabulary (SPEC §6).
+    outside it; the uniform term of r_t uses V_full, the model's vocabulary (docs/theory.md §6).
   - Only what the comparisons read is kept: Q̄ (attention), (B̄Φ̄)ᵀ (no-MLP and embedding), p̄.
   - The cache key hashes the tokenizer (its serialised form), the corpus (a local file's contents,
     a folder's file names/sizes/times, or the hub/synthetic name) and every setting that changes the
@@ -105,7 +105,7 @@ def statistics_for_sequences(sequences: torch.Tensor, token_ids: torch.Tensor, f
 def load_or_compute_statistics(tokenizer, dataset: str, n_examples: int, seq_len: int,
                                top_tokens: Optional[int], full_vocab_size: int, cache_dir,
                                device="cpu", dtype=torch.float64, chunk_size: int = 256, log=tqdm.write) -> dict:
-    """The statistics of SPEC §6 for this tokenizer, corpus and settings, from the cache when present.
+    """The statistics of docs/theory.md §6 for this tokenizer, corpus and settings, from the cache when present.
     Returns {value_map, attention_map, position_map, token_ids, n_positions, n_documents} on `device`."""
     if top_tokens is not None and not 1 < top_tokens <= full_vocab_size:
         raise UserError(f"--top_tokens={top_tokens} must lie between 2 and the vocabulary size "

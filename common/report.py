@@ -14,13 +14,8 @@ from pathlib import Path
 import torch
 
 from common.io import atomic_path
-from common.training import named_weights, theory_entry
-
-STATISTIC_ROWS = [("bigram", "B̄", "a → next token"),
-                  ("interchangeability", "Σ_B", "interchangeable with a (itself left out)"),
-                  ("context", "Φ̄", "context tokens predicting a"),
-                  ("value_map", "(B̄Φ̄)ᵀ", "a in context writes"),
-                  ("attention_map", "Q̄", "query a attends to")]
+from common.alignment import named_weights, theory_entry
+from common.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
 
 
 def _cell(word: str) -> str:
@@ -54,7 +49,7 @@ def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top
     missing = [w.strip() for w in words.split(",") if w.strip() and w.strip() not in known]
     lines = ["# Association report", "",
              f"Top {top} partners (value after the token) of {len(ids)} tokens in the corpus statistics "
-             f"(SPEC §2) and in the trained weights of a {model.n_layers}-layer model after step {step}. "
+             f"(docs/theory.md §2) and in the trained weights of a {model.n_layers}-layer model after step {step}. "
              "Rows are read as: B̄ and W_O: a → next token; Σ_B: outputs interchangeable with a; Φ̄: "
              "context tokens predicting a; (B̄Φ̄)ᵀ and V: what a writes when attended to; Q̄ and W: the "
              "keys query a attends to.", ""]
@@ -67,14 +62,19 @@ def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top
             err = entry[f"{key}_rel_err"]
             lines.append(f"| `{key}` | {entry[key]:.4f} | {'—' if err is None else f'{err:.3g}'} |")
         lines.append("")
-    trained = {"bigram": [("W_O", model.W_O)],
-               "value_map": [(f"V (layer {l})", layer.V) for l, layer in enumerate(model.layers)],
-               "attention_map": [(f"W (layer {l})", layer.W) for l, layer in enumerate(model.layers)]}
+    trained = {}   # statistic field → [(label, trained weight lining up with it)]
+    for key, kind, weight in named_weights(model):
+        if weight.dim() == 2:
+            layer = parse_log_key(key).layer
+            trained.setdefault(KIND[kind].statistic, []).append(
+                (kind if layer is None else f"{kind} (layer {layer})", weight))
     for a in ids:
         lines += [f"## {_cell(vocabulary[a])}", "", "| map | reads | top partners |", "| --- | --- | --- |"]
-        for field, symbol, meaning in STATISTIC_ROWS:
+        for statistic in TOKEN_STATISTICS:
+            field, symbol = statistic.field, statistic.symbol
             skip = a if field == "interchangeability" else -1
-            lines.append(f"| {symbol} | {meaning} | {top_partners(getattr(stats, field)[a], vocabulary, top, skip)} |")
+            lines.append(f"| {symbol} | {statistic.reads} | "
+                         f"{top_partners(getattr(stats, field)[a], vocabulary, top, skip)} |")
             for name, weight in trained.get(field, []):
                 lines.append(f"| {name} | trained, as {symbol} | {top_partners(weight[a], vocabulary, top)} |")
         lines.append("")

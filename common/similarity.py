@@ -1,4 +1,4 @@
-"""Similarities between trained weights or representations and their theoretical counterparts (SPEC §4).
+"""Similarities between trained weights or representations and their theoretical counterparts (docs/theory.md §4).
 
 All reductions run in float64.  `rsa` compares two matrices through their row covariances without
 ever forming an n×n×n product: with C_A = rowcenter(A) (n × d_A),

@@ -1,4 +1,4 @@
-"""Corpus statistics — the three basis functions of SPEC §2 and the maps derived from them.
+"""Corpus statistics — the three basis functions of docs/theory.md §2 and the maps derived from them.
 
     bigram            B̄  = (1/n) Σ x_tᵀ r_t                       V_in × V_out
     context           Φ̄  = (1/n) Σ r_tᵀ ā_t,  ā_t = c_t Σ_{s≤t} x_s   V_out × V_context

@@ -1,4 +1,4 @@
-"""Tokenizers and training sequences of the Tiny Stories pipeline (SPEC §5).
+"""Tokenizers and training sequences of the Tiny Stories pipeline (docs/theory.md §5).
 
 Natural tokenizer: lower-case; a maximal run of alphabetic characters (`str.isalpha`) is one token,
 every other character is a token of its own, whitespace tokens are dropped.  Vocabulary: the
@@ -14,7 +14,7 @@ Both write one output folder (written under a temporary name, renamed into place
     token_frequencies.json  {token: count over the input corpus}
     summary.json            counts, coverage and the vocabulary's SHA-256 (checked by the trainer)
     tokenizer.json          (BPE only) the trained `tokenizers` model
-Sequences (SPEC §5): stories with at least T+1 tokens, truncated to T+1; x = first T, y = last T.
+Sequences (docs/theory.md §5): stories with at least T+1 tokens, truncated to T+1; x = first T, y = last T.
 Large corpora are processed with `datasets.map(num_proc=...)`, never a Python loop over stories.
 """
 import hashlib
@@ -36,7 +36,7 @@ STORIES_FOLDER = "stories"
 
 # -- natural tokenizer -------------------------------------------------------------------------
 def natural_tokens(text: str) -> list:
-    """SPEC §5 natural tokens of `text`. The regex is a fast superset of `str.isalpha` runs (it also
+    """docs/theory.md §5 natural tokens of `text`. The regex is a fast superset of `str.isalpha` runs (it also
     joins characters like '²' or '½' that are alphanumeric but neither alphabetic nor decimal); the
     rare run that is not all-alphabetic is split again exactly by `str.isalpha`."""
     tokens = []
@@ -84,7 +84,7 @@ def _encode_natural_batch(batch, token_to_id):
 
 
 def tokenize_natural(dataset, vocab_size: int = 3000, num_proc: int = 1):
-    """(kept stories with `ids`, vocabulary list, token counts, summary dict) — SPEC §5."""
+    """(kept stories with `ids`, vocabulary list, token counts, summary dict) — docs/theory.md §5."""
     import datasets
     counts = count_natural_tokens(dataset, num_proc)
     if not counts:
@@ -121,7 +121,7 @@ def bpe_tokenizer(texts, vocab_size: int, special_tokens: list, min_frequency: i
 
 
 def train_bpe(dataset, vocab_size: int = 10000, min_frequency: int = 2, batch_size: int = 1000):
-    """The SPEC §5 BPE tokenizer trained on the `text` column, with the template `<s> $A </s>`."""
+    """The docs/theory.md §5 BPE tokenizer trained on the `text` column, with the template `<s> $A </s>`."""
     from tokenizers import processors
     batches = (dataset[i:i + batch_size]["text"] for i in range(0, len(dataset), batch_size))
     tokenizer = bpe_tokenizer(batches, vocab_size, BPE_SPECIAL_TOKENS, min_frequency, len(dataset))
@@ -226,7 +226,7 @@ def flat_chunks(stories, rows: int = 100_000):
 
 def story_sequences(stories, seq_len: int, vocab_size: int, max_sequences: int = 0,
                     rows: int = 100_000) -> torch.Tensor:
-    """int32 [N, T+1]: every story with at least T+1 tokens, truncated to T+1 (SPEC §5).
+    """int32 [N, T+1]: every story with at least T+1 tokens, truncated to T+1 (docs/theory.md §5).
     `max_sequences` > 0 keeps only the first ones (for quick runs)."""
     if seq_len < 1:
         raise UserError(f"--seq_len must be at least 1 (got {seq_len})")

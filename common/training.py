@@ -1,4 +1,4 @@
-"""The one trainer of the Tiny Stories pipeline (SPEC §1, §3, §5, §7): plain SGD on the zero-initialised
+"""The one trainer of the Tiny Stories pipeline (docs/theory.md §1, §3, §5, §7): plain SGD on the zero-initialised
 attention-only transformer, tracking how each weight lines up with its leading-term matrix.
 
     data      the folder a tokenizer script wrote (common/tokenize.py); sequences of T+1 tokens
@@ -7,7 +7,7 @@ attention-only transformer, tracking how each weight lines up with its leading-t
               micro-step m on rank r the slice [m·b·W + r·b, … + b).  The position in the data is
               therefore a function of the step count alone (no generator state to save), and one
               process with batch b·W sees exactly the sequences that W processes with batch b see.
-    stats     SPEC §2 statistics of all training sequences (or the first `stats_sequences` of epoch
+    stats     docs/theory.md §2 statistics of all training sequences (or the first `stats_sequences` of epoch
               0's order, the release's choice), in float64, sharded across processes and all-reduced
     logs      at every log point one entry appended to `training_logs.json` (rewritten atomically):
               epoch, step, loss (mean over the steps since the previous entry), lr, and per weight the
@@ -20,19 +20,18 @@ attention-only transformer, tracking how each weight lines up with its leading-t
 import contextlib
 import hashlib
 import math
-import os
-import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from common.alignment import theory_entry
+from common.device import Processes, configure_numerics, resolve_device, setup_processes
 from common.io import UserError, load_tensors, read_json, save_tensors, write_json
-from common.leading_terms import predicted_weights, theory_matrices
 from common.model import AttentionOnlyTransformer
-from common.similarity import matrix_cosine, relative_error
 from common.stats import compute_statistics
+from common.weight_kinds import parse_log_key
 
 LOG_FILE = "training_logs.json"
 REPORT_FILE = "associations.md"
@@ -67,6 +66,7 @@ class TrainConfig:
     report_tokens: int = 20        # most frequent tokens in the report
     report_words: str = ""         # extra tokens for the report, comma-separated
     device: str = "auto"           # auto, cpu, cuda, cuda:1, …
+    deterministic: bool = True     # deterministic kernels: same data, settings, seed → same bytes
     tf32: bool = False             # TensorFloat-32 matmuls on GPU (≈4.5× faster on an H100, ~1e-3 relative error)
     progress: bool = True
 
@@ -74,40 +74,6 @@ class TrainConfig:
     def from_dict(cls, config: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in config.items() if k in names})
-
-
-# -- processes ---------------------------------------------------------------------------------
-@dataclass
-class Processes:
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def all_reduce(self, tensor: torch.Tensor) -> None:
-        if self.world > 1:
-            torch.distributed.all_reduce(tensor)
-
-
-def setup_processes(device: str = "auto") -> Processes:
-    """One process, or one of WORLD_SIZE under torchrun (gloo on CPU, nccl on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and world > 1:
-        device = f"cuda:{local_rank}"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device asks for CUDA but no GPU is visible; use --device=cpu")
-        torch.cuda.set_device(device)
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Processes(int(os.environ.get("RANK", "0")), world, device)
 
 
 # -- schedule ----------------------------------------------------------------------------------
@@ -146,31 +112,6 @@ def sgd_step(model, optimizer, micro_batches, no_sync=None) -> float:
     return total
 
 
-# -- theory tracking ---------------------------------------------------------------------------
-THEORY_KEYS = {"W_O": "B_bar", "W": "Q_bar", "V": "B_bar_Phi_bar", "P": "p_bar"}
-LOG_KEY_PATTERN = re.compile(r"(?:layer_(\d+)_)?(W_O|W|V|P)_(B_bar|Q_bar|B_bar_Phi_bar|p_bar)(_rel_err)?")
-
-
-def named_weights(model: AttentionOnlyTransformer):
-    """(log key, weight kind, tensor): `W_O_B_bar`, `layer_{l}_W_Q_bar`, … (release-compatible names)."""
-    yield "W_O_B_bar", "W_O", model.W_O
-    for l, layer in enumerate(model.layers):
-        for kind in ("W", "V", "P"):
-            yield f"layer_{l}_{kind}_{THEORY_KEYS[kind]}", kind, getattr(layer, kind)
-
-
-def theory_entry(model, stats, lr: float, step: int) -> dict:
-    """Cosine of every weight with its matrix and relative error to the §3 prediction at `step`."""
-    theory, predicted = theory_matrices(stats), predicted_weights(stats, lr, step)
-    entry = {}
-    with torch.no_grad():
-        for key, kind, weight in named_weights(model):
-            entry[key] = matrix_cosine(weight, theory[kind])
-            entry[f"{key}_rel_err"] = (relative_error(weight, predicted[kind]) if predicted[kind].norm() > 0
-                                       else None)
-    return entry
-
-
 # -- data and checkpoints ----------------------------------------------------------------------
 def load_training_data(cfg: TrainConfig):
     """(tokens int32 [N, T+1], vocabulary, vocabulary SHA-256, data fingerprint)."""
@@ -194,7 +135,7 @@ def check_same_run(meta: dict, run: dict, path) -> None:
 
 
 def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
-    """SPEC §2 statistics of the training sequences (or the first `stats_sequences` of epoch 0),
+    """docs/theory.md §2 statistics of the training sequences (or the first `stats_sequences` of epoch 0),
     each process taking every world-th sequence; float64, all-reduced."""
     chosen = tokens
     if cfg.stats_sequences:
@@ -212,7 +153,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.proc = setup_processes(cfg.device)
-        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        configure_numerics(cfg.deterministic, cfg.tf32)
         for name in ("batch_size", "grad_accum", "epochs", "n_layers"):
             if getattr(cfg, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
@@ -356,18 +297,6 @@ def train(config: dict) -> dict:
             torch.distributed.destroy_process_group()
 
 
-def log_key_kind(key: str):
-    """(weight kind, layer or None, is relative error) of a log key, or None for other keys:
-    `W_O_B_bar` → ('W_O', None, False); `layer_2_W_Q_bar_rel_err` → ('W', 2, True)."""
-    match = LOG_KEY_PATTERN.fullmatch(key)
-    if not match:
-        return None
-    layer, kind, suffix, rel = match.groups()
-    if (layer is None) != (kind == "W_O") or THEORY_KEYS[kind] != suffix:
-        return None
-    return kind, None if layer is None else int(layer), rel is not None
-
-
 def print_final(result: dict) -> None:
     """The run's last log entry in one line (main process only)."""
     if not result["main"]:
@@ -377,9 +306,9 @@ def print_final(result: dict) -> None:
     if entry:
         kinds = {}
         for key, value in entry.items():
-            parsed = log_key_kind(key)
-            if parsed and not parsed[2]:
-                kinds.setdefault(parsed[0], []).append(value)
+            parsed = parse_log_key(key)
+            if parsed and parsed.reference == "corpus" and not parsed.rel_err:
+                kinds.setdefault(parsed.kind, []).append(value)
         cosines = ", ".join(f"{kind} {min(v):.3f}" + (f"–{max(v):.3f}" if len(v) > 1 else "")
                             for kind, v in kinds.items())
         print(f"final loss {entry['loss']:.4f}; cosine with theory: {cosines}")
@@ -389,14 +318,16 @@ def print_final(result: dict) -> None:
 
 def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool = False):
     """(model, tokens, vocabulary, statistics, metadata) of a checkpoint and the data it was trained
-    on (its recorded `data_dir` unless another is given), refusing data that does not match it."""
+    on (its recorded `data_dir` unless another is given), refusing data that does not match it.
+    The settings come from the run's own `config.json` (beside `checkpoints/`), else the sidecar."""
     tensors, meta = load_tensors(checkpoint)
     if "data_fingerprint" not in meta:
         raise UserError(f"{checkpoint} has no training metadata (its .json sidecar); it was not written "
                         f"by tiny_self_attn_*.py")
-    cfg = TrainConfig(data_dir=data_dir or meta["data_dir"], seq_len=meta["seq_len"], n_layers=meta["n_layers"],
-                      max_sequences=meta.get("max_sequences", 0), stats_sequences=meta["stats_sequences"],
-                      seed=meta["seed"], progress=progress, device=device)
+    config_path = Path(checkpoint).resolve().parent.parent / "config.json"
+    saved = read_json(config_path, "run configuration") if config_path.exists() else meta
+    cfg = TrainConfig.from_dict(dict(saved, data_dir=data_dir or meta["data_dir"], progress=progress,
+                                     device=device))
     tokens, vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
     if vocab_sha != meta["vocabulary_sha256"] or len(vocabulary) != meta["vocab_size"]:
         raise UserError(f"the vocabulary in {cfg.data_dir} does not match checkpoint {checkpoint}; "
@@ -406,6 +337,6 @@ def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool
                         f"on; pass the --data_dir it was trained on")
     model = AttentionOnlyTransformer(len(vocabulary), cfg.seq_len, cfg.n_layers)
     model.load_state_dict(tensors)
-    proc = Processes(0, 1, torch.device(setup_processes(device).device))
+    proc = Processes(0, 1, resolve_device(device))
     model.to(proc.device)
     return model, tokens, vocabulary, statistics_of(tokens, cfg, len(vocabulary), proc), meta

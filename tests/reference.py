@@ -1,11 +1,11 @@
 """Brute-force references for the tests: dense one-hot products, explicit Jacobians, n×n matrices.
-Deliberately naive — they exist to be obviously equal to the SPEC formulas."""
+Deliberately naive — they exist to be obviously equal to the formulas of docs/theory.md."""
 import torch
 import torch.nn.functional as F
 
 
 def brute_force_statistics(x, y, V, full_V=None, valid_x=None):
-    """SPEC §2 literally: one-hot rows, r_t = y_t − 1/V, ā_t = c_t Σ_{s≤t} x_s, J_t = c_t I − c_t² 11ᵀ."""
+    """docs/theory.md §2 literally: one-hot rows, r_t = y_t − 1/V, ā_t = c_t Σ_{s≤t} x_s, J_t = c_t I − c_t² 11ᵀ."""
     full_V = full_V or V
     N, T = x.shape
     n = N * T

@@ -14,7 +14,7 @@ def test_overrides_keep_types():
     assert config["epochs"] == 3 and config["sizes"] == ["step0", "step1"]
 
 
-@pytest.mark.parametrize("argv,match", [(["--nope=1"], "unknown option"), (["--epochs=abc"], "expected a int"),
+@pytest.mark.parametrize("argv,match", [(["--nope=1"], "unknown option"), (["--epochs=abc"], "expected a whole number"),
                                         (["--flag=2"], "True or False"), (["positional"], "unexpected"),
                                         (["--epochs"], "needs a value")])
 def test_bad_overrides(argv, match):

@@ -1,5 +1,5 @@
 """The Tiny Stories scripts as a user runs them: outputs on good input, one `error:` line, a non-zero
-exit and no partial output on bad input (SPEC §5, §8)."""
+exit and no partial output on bad input (docs/theory.md §5, §8)."""
 import json
 import shutil
 import sys

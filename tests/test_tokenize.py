@@ -1,4 +1,4 @@
-"""Tokenizers and sequences of the Tiny Stories pipeline (SPEC §5)."""
+"""Tokenizers and sequences of the Tiny Stories pipeline (docs/theory.md §5)."""
 import json
 from collections import Counter
 
