@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.naive import naive_rsa  # noqa: E402
+from common.reference import naive_layer_similarities, naive_rsa, random_layer  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
 from common.comparison import TheoryTargets, attention_similarity  # noqa: E402
 from common.similarity import normalize_rows, rsa, rsa_to_target  # noqa: E402
@@ -36,29 +36,9 @@ dense_vocab = 4096      # largest V at which the V³ products are actually run o
 seed = 0
 
 
-def naive_layer_similarities(attention_map, value_map, h_pre, h_mid, h_post, M) -> dict:
-    """One layer's three similarities with explicit n×n matrices (the obvious code)."""
-    h = h_pre - h_pre.mean(dim=1, keepdim=True)
-    logits = h @ M @ h.T                                         # n × n attention logits
-    return {"attention": naive_rsa(normalize_rows(attention_map), logits),
-            "no_mlp": naive_rsa(normalize_rows(value_map), h_mid),
-            "embedding": naive_rsa(normalize_rows(value_map), h_post)}
-
-
 def fast_layer_similarities(targets, h_pre, h_mid, h_post, M) -> dict:
     return {"attention": attention_similarity(targets.attention, h_pre, M),
             "no_mlp": rsa_to_target(targets.value, h_mid), "embedding": rsa_to_target(targets.value, h_post)}
-
-
-def random_layer(n, d, generator):
-    """A structured random instance: the theory matrices are partly explained by the representations."""
-    g = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64)
-    h_pre = g(n, d)
-    M = g(d, d) / d
-    h_mid, h_post = h_pre + 0.3 * g(n, d), h_pre + 0.5 * g(n, d)
-    attention_map = h_pre @ M @ h_pre.T + 0.5 * g(n, n) * (d ** 0.5)
-    value_map = h_mid @ g(d, n) / d + g(n, n)
-    return attention_map, value_map, h_pre, h_mid, h_post, M
 
 
 def similarity_benchmark():

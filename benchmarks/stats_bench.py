@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.naive import naive_rsa, naive_statistics  # noqa: E402
+from common.reference import naive_rsa, naive_statistics  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
 from common.config import override  # noqa: E402
 from common.similarity import rsa  # noqa: E402

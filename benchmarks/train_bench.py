@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.naive import naive_model_forward  # noqa: E402
+from common.reference import naive_model_forward  # noqa: E402
 from benchmarks.timing import best_time  # noqa: E402
 from common.config import override  # noqa: E402
 from common.model import AttentionOnlyTransformer  # noqa: E402

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from benchmarks.naive import naive_rsa
-from benchmarks.pythia_bench import naive_layer_similarities, random_layer
+from common.reference import naive_layer_similarities, naive_rsa, random_layer
 from common.checkpoints import Representations, folded_query_key
 from common.comparison import (TheoryTargets, attention_similarity, head_similarities, layer_similarities,
                                plot_head_heatmaps, plot_layer_heatmaps, read_head_results, read_layer_results)

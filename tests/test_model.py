@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from common.model import AttentionOnlyTransformer, relative_position_index
-from benchmarks.naive import naive_model_forward as naive_forward
+from common.reference import naive_model_forward as naive_forward
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3])

@@ -3,7 +3,7 @@ import torch
 
 from common.similarity import (RSATarget, matrix_cosine, normalize_rows, relative_error, rowcenter, rsa,
                                rsa_factored)
-from benchmarks.naive import naive_rsa
+from common.reference import naive_rsa
 
 
 def test_matrix_cosine_and_relative_error():

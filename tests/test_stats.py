@@ -2,14 +2,14 @@ import pytest
 import torch
 
 from common.stats import CorpusStatistics, compute_statistics, statistics_from_batches
-from tests.reference import brute_force_statistics
+from common.reference import naive_statistics
 
 
 @pytest.mark.parametrize("V,T,N", [(7, 5, 6), (40, 12, 9)])
-def test_statistics_equal_brute_force(markov, V, T, N):
+def test_statistics_equal_naive_reference(markov, V, T, N):
     x, y = markov(N, T, V, seed=V)
     stats = compute_statistics(x, y, V, chunk_size=4)
-    reference = brute_force_statistics(x, y, V)
+    reference = naive_statistics(x, y, V)
     for name, expected in reference.items():
         got = getattr(stats, name)
         assert got.dtype == torch.float64 and got.device.type == "cpu"
@@ -35,13 +35,13 @@ def test_chunk_size_invariance(markov):
             assert torch.allclose(getattr(results[0], name), getattr(other, name), atol=1e-15, rtol=1e-12), name
 
 
-def test_token_subset_matches_brute_force(markov):
+def test_token_subset_matches_naive_reference(markov):
     # Pythia mode: tokens outside the set K are −1 (zero one-hot), the uniform term uses the full V
     x, y = markov(8, 10, 20, seed=5)
     keep = 15
     x_k, y_k = torch.where(x < keep, x, -1), torch.where(y < keep, y, -1)
     stats = compute_statistics(x_k, y_k, keep, chunk_size=3, full_vocab_size=20)
-    reference = brute_force_statistics(x_k, y_k, keep, full_V=20)
+    reference = naive_statistics(x_k, y_k, keep, full_V=20)
     for name, expected in reference.items():
         got = getattr(stats, name)
         assert (got - expected).abs().max() <= 1e-10 * expected.abs().max(), name
@@ -100,16 +100,6 @@ def test_bad_input():
         compute_statistics(torch.zeros(0, 5, dtype=torch.long), torch.zeros(0, 5, dtype=torch.long), 4)
     with pytest.raises(ValueError, match="token ids"):
         compute_statistics(torch.full((2, 3), 4), torch.zeros(2, 3, dtype=torch.long), 4)
-
-
-def test_benchmark_naive_statistics_agree(markov):
-    # the benchmark's naive side must compute the same thing as the fast side it is timed against
-    from benchmarks.naive import naive_statistics
-    x, y = markov(5, 9, 13, seed=2)
-    fast = compute_statistics(x, y, 13)
-    for name, expected in naive_statistics(x, y, 13).items():
-        got = getattr(fast, name)
-        assert (got - expected).abs().max() <= 1e-10 * expected.abs().max(), name
 
 
 def test_non_contiguous_views(markov):
