@@ -18,6 +18,7 @@ eval_sequences = 0          # evaluate on the first N training sequences (0: all
 batch_size = 64             # sequences per forward pass
 output = ""                 # JSON output (default: causal.json in out_dir)
 device = "auto"             # auto, cpu, cuda
+deterministic = True        # deterministic kernels: the same numbers on every run (False: faster)
 progress = True
 
 if __name__ == "__main__":
@@ -26,6 +27,8 @@ if __name__ == "__main__":
         from pathlib import Path
 
         from common.causal import causal_ablation, format_table
+        from common.device import configure_numerics, resolve_device
+        resolve_device(device)                      # a mistyped device fails before any work
         from common.io import UserError, write_json
         from common.training import checkpoint_paths, load_run
         if not checkpoint:
@@ -33,6 +36,7 @@ if __name__ == "__main__":
             if not found:
                 raise UserError(f"no checkpoint in {Path(out_dir) / 'checkpoints'}; train first or pass --checkpoint")
             checkpoint = found[-1]
+        configure_numerics(deterministic)
         model, tokens, vocabulary, stats, meta = load_run(checkpoint, data_dir, device, progress)
         result = causal_ablation(model, stats, tokens[:eval_sequences] if eval_sequences else tokens,
                                  batch_size, progress)

@@ -5,7 +5,7 @@ Usage:
     python tiny_tokenize_natural.py                     # first: writes data/natural
     python tiny_self_attn_natural.py                    # one process (GPU when there is one)
     torchrun --nproc_per_node=4 tiny_self_attn_natural.py          # 4 GPUs (batch_size is per GPU)
-    python tiny_self_attn_natural.py --resume=True      # continue from the newest checkpoint
+    python tiny_self_attn_natural.py --out_dir=out/natural --resume=True   # continue a run with its saved settings
     python tiny_self_attn_natural.py --stats_sequences=512         # the release's one-batch statistics
 Writes --out_dir/{training_logs.json, checkpoints/, config.json, associations.md}; plot the log with
 tiny_plot_logs.py, ablate the theory directions with tiny_causal.py.
@@ -16,6 +16,8 @@ from common.io import exit_on_user_error
 data_dir = "data/natural"       # output folder of tiny_tokenize_natural.py
 out_dir = "out/natural"         # run folder: logs, checkpoints, report
 seq_len = 200                   # T: stories with fewer than T+1 tokens are skipped
+windows = False                 # False: each story's first T+1 tokens (the release's rule); True: every
+                                # story cut into consecutive windows of T+1 tokens (long documents used whole)
 n_layers = 3                    # the paper's depth (the release script defaulted to 1)
 batch_size = 512                # sequences per process (per GPU) per micro-step
 grad_accum = 1                  # micro-steps per optimiser step
@@ -36,6 +38,7 @@ report_top = 5                  # partners per token in associations.md (0: no r
 report_tokens = 20              # most frequent tokens in the report
 report_words = ""               # extra tokens for the report, comma-separated (e.g. "bird,dog")
 device = "auto"                 # auto (cuda:LOCAL_RANK when a GPU is visible), cpu, cuda
+deterministic = True            # deterministic kernels: same data, settings, seed → same bytes (False: faster)
 tf32 = False                    # TensorFloat-32 matmuls on GPU: ~4.5× faster on an H100, ~1e-3 relative error
 progress = True                 # tqdm progress bar with the loss
 

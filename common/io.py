@@ -22,6 +22,10 @@ def exit_on_user_error():
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # outputs are written under temporary names and renamed into place: nothing partial is left
+        print("interrupted (nothing partial was written)", file=sys.stderr)
+        sys.exit(130)
 
 
 def _temporary_sibling(path: Path) -> Path:

@@ -87,7 +87,10 @@ def _from_local(path: Path, split: str, text_field: str):
 
 def _from_hub(name: str, split: str, streaming: bool):
     import datasets
+
+    from common.hub import require_hub
     hub_name, configuration = HUB_ALIASES.get(name.lower(), (name, None))
+    require_hub(hub_name, "pass a local path (.txt, .jsonl, .parquet or a saved dataset folder) or 'synthetic'")
     try:
         return datasets.load_dataset(hub_name, configuration, split=split, streaming=streaming)
     except Exception as error:  # offline, unknown name, gated: all end the same way for the user

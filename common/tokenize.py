@@ -225,9 +225,11 @@ def flat_chunks(stories, rows: int = 100_000):
 
 
 def story_sequences(stories, seq_len: int, vocab_size: int, max_sequences: int = 0,
-                    rows: int = 100_000) -> torch.Tensor:
-    """int32 [N, T+1]: every story with at least T+1 tokens, truncated to T+1 (docs/theory.md §5).
-    `max_sequences` > 0 keeps only the first ones (for quick runs)."""
+                    rows: int = 100_000, windows: bool = False) -> torch.Tensor:
+    """int32 [N, T+1]: every story with at least T+1 tokens, truncated to T+1 (docs/theory.md §5, the
+    release's rule).  `windows=True` cuts every story instead into consecutive, non-overlapping
+    windows of T+1 tokens (a story of L tokens gives L // (T+1) sequences), so a corpus of long
+    documents is used whole.  `max_sequences` > 0 keeps only the first ones (for quick runs)."""
     if seq_len < 1:
         raise UserError(f"--seq_len must be at least 1 (got {seq_len})")
     parts, longest = [], 0
@@ -235,8 +237,11 @@ def story_sequences(stories, seq_len: int, vocab_size: int, max_sequences: int =
         lengths = np.diff(offsets)
         if len(lengths):
             longest = max(longest, int(lengths.max()))
-        keep = np.flatnonzero(lengths >= seq_len + 1)
-        parts.append(values[offsets[keep][:, None] + np.arange(seq_len + 1)].astype(np.int32))
+        per_story = lengths // (seq_len + 1) if windows else (lengths >= seq_len + 1).astype(np.int64)
+        # start of every sequence: the story's offset plus a multiple of T+1
+        starts = np.repeat(offsets[:-1], per_story) + (seq_len + 1) * (
+            np.arange(per_story.sum()) - np.repeat(np.cumsum(per_story) - per_story, per_story))
+        parts.append(values[starts[:, None] + np.arange(seq_len + 1)].astype(np.int32))
         if max_sequences and sum(len(p) for p in parts) >= max_sequences:
             break
     tokens = torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, seq_len + 1), np.int32))

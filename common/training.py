@@ -60,6 +60,7 @@ class TrainConfig:
     stats_sequences: int = 0       # 0: all training sequences
     stats_chunk: int = 64          # sequences per statistics chunk (memory ~ chunk × T² / 2)
     max_sequences: int = 0         # 0: every story of at least seq_len + 1 tokens
+    windows: bool = False          # cut every story into consecutive windows of seq_len + 1 tokens
     seed: int = 42
     resume: bool = False
     report_top: int = 5            # partners per token in the association report (0: no report)
@@ -117,7 +118,7 @@ def load_training_data(cfg: TrainConfig):
     """(tokens int32 [N, T+1], vocabulary, vocabulary SHA-256, data fingerprint)."""
     from common.tokenize import load_stories, story_sequences, vocabulary_fingerprint
     stories, vocabulary = load_stories(cfg.data_dir)
-    tokens = story_sequences(stories, cfg.seq_len, len(vocabulary), cfg.max_sequences)
+    tokens = story_sequences(stories, cfg.seq_len, len(vocabulary), cfg.max_sequences, windows=cfg.windows)
     fingerprint = hashlib.blake2b(tokens.numpy().tobytes(), digest_size=16).hexdigest()
     return tokens, vocabulary, vocabulary_fingerprint(vocabulary), fingerprint
 
@@ -149,6 +150,30 @@ def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc:
 
 
 # -- the run -----------------------------------------------------------------------------------
+class InterruptFlag:
+    """Within the block, Ctrl-C (SIGINT) sets `raised` instead of raising mid-step, so the loop can
+    finish the step it is in and save a checkpoint that a resumed run continues exactly."""
+
+    def __init__(self):
+        self.raised, self._previous = False, None
+
+    def _handler(self, signum, frame):
+        self.raised = True
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -169,6 +194,8 @@ class Trainer:
         self.steps_per_epoch = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.stop_step = min(self.total_steps, cfg.max_steps) if cfg.max_steps else self.total_steps
+        # the run's regular log points; the last step of a run is logged too, whatever stopped it
+        self.log_steps = event_steps(cfg.log_every, self.steps_per_epoch, self.total_steps)
         self.run_meta = {"vocab_size": len(self.vocabulary), "seq_len": cfg.seq_len, "n_layers": cfg.n_layers,
                          "init_std": cfg.init_std, "lr": cfg.lr, "global_batch": self.global_batch,
                          "seed": cfg.seed, "steps_per_epoch": self.steps_per_epoch,
@@ -207,7 +234,9 @@ class Trainer:
         self.step, self.loss_sum, self.loss_count = meta["step"], meta["loss_sum"], meta["loss_count"]
         log_path = self.out_dir / LOG_FILE
         logs = read_json(log_path, "training log") if log_path.exists() else []
-        self.logs = [entry for entry in logs if entry["step"] <= self.step]  # drop entries after the crash
+        # drop entries after the crash, and the off-schedule entry of a run stopped early (--max_steps):
+        # the continued log is then the log of an uninterrupted run
+        self.logs = [entry for entry in logs if entry["step"] <= self.step and entry["step"] in self.log_steps]
         if self.step >= self.stop_step and self.proc.main:
             print(f"{existing[-1]} is already at step {self.step}; nothing left to train")
 
@@ -225,7 +254,8 @@ class Trainer:
                  "loss": self.loss_sum / max(self.loss_count, 1), "lr": self.cfg.lr}
         entry.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step))
         self.logs.append(entry)
-        self.loss_sum, self.loss_count = 0.0, 0
+        if self.step in self.log_steps:  # an off-schedule last entry leaves the running mean to the next one
+            self.loss_sum, self.loss_count = 0.0, 0
         if self.proc.main:
             write_json(self.out_dir / LOG_FILE, self.logs)
         return entry
@@ -245,7 +275,7 @@ class Trainer:
     def run(self) -> dict:
         from tqdm.auto import tqdm
         cfg, proc = self.cfg, self.proc
-        log_steps = event_steps(cfg.log_every, self.steps_per_epoch, self.total_steps)
+        log_steps = self.log_steps | {self.stop_step}
         save_steps = event_steps(cfg.save_every, self.steps_per_epoch, self.total_steps) | {self.stop_step}
         if proc.main:
             write_json(self.out_dir / "config.json", dict(asdict(cfg), **self.run_meta, world_size=proc.world,
@@ -254,16 +284,31 @@ class Trainer:
         no_sync = self.ddp.no_sync if self.ddp is not None else None
         bar = tqdm(total=self.stop_step, initial=self.step, desc="training", disable=not (cfg.progress and proc.main),
                    dynamic_ncols=True)
+        interrupt = InterruptFlag()
+        with interrupt:
+            self._train_until_stop(model, no_sync, log_steps, save_steps, bar, interrupt)
+        bar.close()
+        if interrupt.raised and self.step < self.stop_step:
+            if proc.main:
+                path = self.save_checkpoint()
+                raise UserError(f"interrupted at step {self.step}; checkpoint {path} saved — run the same "
+                                f"command with --resume=True to continue")
+            raise SystemExit(130)
+        return self._finish()
+
+    def _train_until_stop(self, model, no_sync, log_steps, save_steps, bar, interrupt) -> None:
+        cfg, proc = self.cfg, self.proc
         order, order_epoch = None, None
         while self.step < self.stop_step:
             epoch, k = divmod(self.step, self.steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(len(self.tokens), cfg.seed, epoch), epoch
             loss = sgd_step(model, self.optimizer, list(self.micro_batches(order, k)), no_sync)
-            if proc.world > 1:
-                reduced = torch.tensor([loss], dtype=torch.float64, device=proc.device)
+            stop = interrupt.raised
+            if proc.world > 1:   # ranks agree on the loss and on stopping (an interrupt reaches each rank)
+                reduced = torch.tensor([loss, float(stop)], dtype=torch.float64, device=proc.device)
                 proc.all_reduce(reduced)
-                loss = float(reduced) / proc.world
+                loss, stop = float(reduced[0]) / proc.world, bool(reduced[1] > 0)
             if not math.isfinite(loss):
                 raise UserError(f"the loss became {loss} at step {self.step + 1}; lower --lr")
             self.step += 1
@@ -275,11 +320,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", cos_W_O=f"{entry['W_O_B_bar']:.3f}", refresh=False)
             if self.step in save_steps:
                 self.save_checkpoint()
-        bar.close()
+            if stop:
+                interrupt.raised = True
+                return
+
+    def _finish(self) -> dict:
+        cfg, proc = self.cfg, self.proc
         if not checkpoint_paths(self.out_dir) and proc.main:
             self.save_checkpoint()
         result = {"main": proc.main, "out_dir": str(self.out_dir), "step": self.step, "log": self.logs[-1] if self.logs else None}
-        if proc.main and cfg.report_top > 0 and self.step == self.total_steps:
+        if proc.main and cfg.report_top > 0 and self.step == self.stop_step:
             from common.report import write_report
             result["report"] = str(write_report(self.out_dir / REPORT_FILE, self.model, self.stats,
                                                 self.vocabulary, self.tokens, cfg, self.step))
@@ -288,10 +338,31 @@ class Trainer:
         return result
 
 
+# settings a resumed run takes from the command line, not from the run's saved config.json
+PER_INVOCATION = ("out_dir", "resume", "device", "progress", "max_steps")
+
+
+def resolve_config(config: dict) -> TrainConfig:
+    """The run's settings. A resumed run (`resume=True`) takes every setting the user did not give
+    explicitly from its own `config.json`, so `--out_dir=… --resume=True` alone continues it; a
+    setting given explicitly that changes the trajectory is refused by the checkpoint check.
+    `config["_explicit"]` (set by `common.config.override`) names the settings given on the command
+    line; without it every key of `config` counts as given."""
+    cfg = TrainConfig.from_dict(config)
+    saved_path = Path(cfg.out_dir) / "config.json"
+    if not cfg.resume or not saved_path.exists():
+        return cfg
+    saved = read_json(saved_path, "run configuration")
+    explicit = set(config.get("_explicit", config))
+    merged = {f.name: getattr(cfg, f.name) if f.name in explicit or f.name in PER_INVOCATION or f.name not in saved
+              else saved[f.name] for f in fields(TrainConfig)}
+    return TrainConfig(**merged)
+
+
 def train(config: dict) -> dict:
     """Train with the hyperparameters in `config` (a script's globals() after `override`)."""
     try:
-        return Trainer(TrainConfig.from_dict(config)).run()
+        return Trainer(resolve_config(config)).run()
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

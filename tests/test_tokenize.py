@@ -113,3 +113,16 @@ def test_folder_sequences_and_bad_inputs(tmp_path):
         load_vocabulary(folder)
     with pytest.raises(UserError, match="data folder not found"):
         load_vocabulary(tmp_path / "missing")
+
+
+def test_windows_cut_every_story_into_consecutive_sequences(tmp_path):
+    import datasets
+
+    from common.tokenize import story_sequences
+    stories = datasets.Dataset.from_dict({"ids": [list(range(10)), list(range(100, 103)), list(range(200, 207))]})
+    first = story_sequences(stories, 2, 300)                       # the release's rule: first T+1 tokens
+    assert first.tolist() == [[0, 1, 2], [100, 101, 102], [200, 201, 202]]
+    cut = story_sequences(stories, 2, 300, windows=True, rows=2)   # chunks of 2 stories
+    assert cut.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [100, 101, 102], [200, 201, 202], [203, 204, 205]]
+    brute = [s[i:i + 3] for s in stories["ids"] for i in range(0, len(s) - 2, 3)]
+    assert cut.tolist() == brute
