@@ -38,17 +38,22 @@ class AttentionLayer(nn.Module):
         scores = scores + self.P[position_index[:T, :T]]
         return torch.softmax(scores.masked_fill(~causal[:T, :T], float("-inf")), dim=-1)
 
-    def forward_tokens(self, tokens, position_index, causal):
-        """First layer: h⁰ is one-hot, so h⁰W = W[tokens] and h⁰W(h⁰)ᵀ = W[tokens_t, tokens_s] (gathers)."""
+    def forward_tokens(self, tokens, position_index, causal, record=None):
+        """First layer: h⁰ is one-hot, so h⁰W = W[tokens] and h⁰W(h⁰)ᵀ = W[tokens_t, tokens_s] (gathers).
+        `record`: a list that receives the attention pattern (analysis only)."""
         scores = self.W[tokens[:, :, None], tokens[:, None, :]]
         attn = self.attention_weights(scores, position_index, causal)
+        if record is not None:
+            record.append(attn)
         h = attn @ self.V[tokens]
         # add the one-hot residual in place of materialising X and adding it
         return h.scatter_add(-1, tokens[..., None], torch.ones_like(h[..., :1]))
 
-    def forward(self, h, position_index, causal):
+    def forward(self, h, position_index, causal, record=None):
         scores = (h @ self.W) @ h.transpose(1, 2)
         attn = self.attention_weights(scores, position_index, causal)
+        if record is not None:
+            record.append(attn)
         return h + attn @ (h @ self.V)
 
 
@@ -64,16 +69,25 @@ class AttentionOnlyTransformer(nn.Module):
         self.register_buffer("causal", torch.ones(seq_len, seq_len, dtype=torch.bool).tril(),
                              persistent=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens: LongTensor [B, T] (T ≤ seq_len) → logits [B, T, V]."""
+    def forward(self, tokens: torch.Tensor, record=None) -> torch.Tensor:
+        """tokens: LongTensor [B, T] (T ≤ seq_len) → logits [B, T, V]. `record`: a list that receives
+        each layer's attention pattern [B, T, T] (see `attention_patterns`)."""
         if tokens.shape[-1] > self.seq_len:
             raise ValueError(f"sequence length {tokens.shape[-1]} exceeds the model's seq_len {self.seq_len}")
         if not self.layers:
             return self.W_O[tokens]
-        h = self.layers[0].forward_tokens(tokens, self.position_index, self.causal)
+        h = self.layers[0].forward_tokens(tokens, self.position_index, self.causal, record)
         for layer in self.layers[1:]:
-            h = layer(h, self.position_index, self.causal)
+            h = layer(h, self.position_index, self.causal, record)
         return h @ self.W_O
+
+    @torch.no_grad()
+    def attention_patterns(self, tokens: torch.Tensor) -> list:
+        """The post-softmax attention A^l [B, T, T] of every layer l (rows: query positions t,
+        columns: key positions s ≤ t) — for analysis; training uses `forward`."""
+        record = []
+        self.forward(tokens, record)
+        return record
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over every (sequence, position)."""

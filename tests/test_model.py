@@ -52,3 +52,21 @@ def test_shorter_sequences_and_too_long():
 def test_relative_position_index():
     idx = relative_position_index(4)
     assert idx[3, 0] == 3 and idx[2, 1] == 1 and idx[1, 1] == 0
+
+
+def test_attention_patterns_are_the_softmax_of_the_scores():
+    torch.manual_seed(0)
+    model = AttentionOnlyTransformer(9, 6, 2, init_std=0.5).double()
+    tokens = torch.randint(9, (3, 6))
+    patterns = model.attention_patterns(tokens)
+    assert len(patterns) == 2 and all(p.shape == (3, 6, 6) for p in patterns)
+    # layer 0 by hand: S = X W Xᵀ + DM(P), masked, softmax over keys
+    X = torch.nn.functional.one_hot(tokens, 9).double()
+    layer = model.layers[0]
+    dm = torch.stack([torch.stack([layer.P[t - s] if s <= t else torch.tensor(0.0, dtype=torch.float64)
+                                   for s in range(6)]) for t in range(6)])
+    scores = X @ layer.W @ X.transpose(1, 2) + dm
+    expected = torch.softmax(scores.masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(), float("-inf")), -1)
+    assert torch.allclose(patterns[0], expected, atol=1e-12)
+    assert torch.allclose(patterns[1].sum(-1), torch.ones(3, 6, dtype=torch.float64))
+    assert torch.equal(model(tokens), model.forward(tokens, record=[]))
