@@ -109,3 +109,31 @@ def test_non_contiguous_views(markov):
     a = compute_statistics(tokens[:, :-1], tokens[:, 1:], 11)
     b = compute_statistics(x, y, 11)
     assert torch.equal(a.attention_map, b.attention_map)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_sparse_and_dense_products_equal_naive(markov, monkeypatch, sparse):
+    # the products with B̄ run as (sparse or dense) count products plus rank-one corrections; both
+    # paths must give the dense formulas of docs/theory.md §2, also for a token subset
+    import common.stats
+    monkeypatch.setattr(common.stats, "_uses_sparse", lambda nnz, V, device: sparse)
+    x, y = markov(7, 9, 25, seed=8)
+    for keep, full in ((25, None), (18, 25)):
+        x_k, y_k = torch.where(x < keep, x, -1), torch.where(y < keep, y, -1)
+        stats = compute_statistics(x_k, y_k, keep, chunk_size=3, full_vocab_size=full)
+        for name, expected in naive_statistics(x_k, y_k, keep, full_V=full).items():
+            assert (getattr(stats, name) - expected).abs().max() <= 1e-10 * expected.abs().max(), (name, keep)
+
+
+def test_input_frequency_and_context_input(markov):
+    # P̂(x = i) and Ā = (1/n) Σ_t ā_tᵀ x_t (docs/theory.md §10) against dense one-hot sums
+    V, T, N = 12, 6, 5
+    x, y = markov(N, T, V, seed=9)
+    stats = compute_statistics(x, y, V, chunk_size=2, keep=CorpusStatistics.TENSOR_FIELDS + ("context_input",))
+    X = torch.nn.functional.one_hot(x, V).double()                         # [N, T, V]
+    c = 1.0 / torch.arange(1, T + 1, dtype=torch.float64)
+    prefix = X.cumsum(1) * c[None, :, None]                                # ā_t
+    expected = torch.einsum("ntm,nti->mi", prefix, X) / (N * T)
+    assert torch.allclose(stats.context_input, expected, atol=1e-15, rtol=1e-12)
+    assert torch.allclose(stats.input_frequency, X.sum((0, 1)) / (N * T), atol=1e-15)
+    assert compute_statistics(x, y, V).context_input is None               # only when asked for
