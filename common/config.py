@@ -70,7 +70,7 @@ def override(config: dict, argv=None) -> dict:
         i += 1
     # which settings the user gave (a resumed run takes the others from its saved config.json)
     config["_explicit"] = explicit
-    return {k: config[k] for k in sorted(keys)}
+    return dict({k: config[k] for k in sorted(keys)}, _explicit=explicit)
 
 
 def hyperparameter_comments(path) -> dict:

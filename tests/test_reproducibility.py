@@ -87,7 +87,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data, uninterrupted, t
     out = tmp_path / "interrupted"
     code, stderr = stop_after_first_checkpoint(data, out, signal.SIGINT)
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "--resume=True" in lines[0] and "Traceback" not in stderr
+    assert code == 2 and len(lines) == 1 and "--resume=True" in lines[0] and "Traceback" not in stderr, stderr
     assert lines[0].startswith("error: interrupted at step")
     run_to_end(data, out, "--resume=True")
     assert (out / "training_logs.json").read_bytes() == (uninterrupted / "training_logs.json").read_bytes()
