@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_corpus import tiny_stories, write_txt
+from conftest import tiny_stories, write_txt
 from tests.conftest import ROOT, run_script as run
 
 TRAIN = ["--seq_len=16", "--batch_size=8", "--epochs=2", "--lr=0.5", "--log_every=0.5", "--save_every=1",
@@ -55,14 +55,6 @@ def test_causal_output(pipeline):
     for row in rows.values():
         assert row["loss"] == pytest.approx(result["baseline_loss"] + row["loss_change"])
     assert "baseline loss" in pipeline["causal"] and "W_O_B_bar" in pipeline["causal"]
-
-
-def test_plot_reads_a_release_format_log(tmp_path):
-    logs = [{"epoch": e, "W_O_B_bar": 0.9 + e / 100, "layer_0_W_Q_bar": 0.5, "layer_1_W_Q_bar": 0.7,
-             "layer_0_V_B_bar_Phi_bar": 0.8} for e in range(0, 10, 2)]
-    (tmp_path / "release.json").write_text(json.dumps(logs))
-    run("tiny_plot_logs.py", f"--log={tmp_path / 'release.json'}", f"--out={tmp_path / 'fig'}")
-    assert (tmp_path / "fig.png").exists() and (tmp_path / "fig.pdf").exists()
 
 
 def test_bpe_scripts(tmp_path):

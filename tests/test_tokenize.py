@@ -10,7 +10,7 @@ from common.io import UserError
 from common.tokenize import (BPE_SPECIAL_TOKENS, load_stories, load_vocabulary, natural_tokens,
                              story_sequences, tokenize_bpe, tokenize_natural, top_vocabulary,
                              write_token_folder)
-from tiny_corpus import tiny_stories
+from conftest import tiny_stories
 
 
 def as_dataset(texts):

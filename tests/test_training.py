@@ -14,7 +14,7 @@ from common.io import UserError
 from common.tokenize import tokenize_natural, write_token_folder
 from common.training import (TrainConfig, Trainer, checkpoint_paths, event_steps,
                              micro_batch_indices, train)
-from tiny_corpus import tiny_stories
+from conftest import tiny_stories
 
 ROOT = Path(__file__).resolve().parents[1]
 
