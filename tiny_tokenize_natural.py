@@ -1,5 +1,9 @@
 """Natural tokenizer for Tiny Stories (docs/theory.md §5): lower-case words and single punctuation characters,
-the 3000 most frequent tokens as the vocabulary, only stories entirely inside it kept.
+the 3000 most frequent tokens as the vocabulary, only stories entirely inside it kept (the release's
+rule: on real text with a rich vocabulary most documents fail it — summary.json and the printed summary
+say how many were kept; raise --vocab_size, or split long documents into paragraphs). The trainer
+then uses each kept story's first T+1 tokens (the release's rule), or with --windows=True every
+consecutive window of T+1 tokens, so long documents are used whole.
 
 Usage:
     python tiny_tokenize_natural.py                                   # roneneldan/TinyStories from the hub
