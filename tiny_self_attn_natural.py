@@ -26,6 +26,7 @@ max_steps_per_epoch = 0         # 0: every full global batch
 max_steps = 0                   # stop early after this many optimiser steps (0: all epochs)
 lr = 0.005                      # plain SGD, no momentum, no weight decay
 init_std = 0.0                  # zero initialisation, as the theory assumes
+path_exact = True               # log each weight against its path-exact prediction (docs/theory.md §10)
 log_every = 2.0                 # epochs between log points (fractions allowed)
 save_every = 10.0               # epochs between checkpoints (0: only at the end)
 keep_checkpoints = 2            # newest checkpoints kept

@@ -6,7 +6,7 @@ import torch
 
 from common.leading_terms import predicted_weights, theory_matrices
 from common.similarity import matrix_cosine, relative_error
-from common.weight_kinds import WEIGHT_KINDS, log_key
+from common.weight_kinds import WEIGHT_KINDS, log_key, parse_log_key
 
 
 def named_weights(model):
@@ -31,4 +31,18 @@ def theory_entry(model, stats, lr: float, step: int) -> dict:
         entry[key] = matrix_cosine(weight, theory[kind])
         entry[f"{key}_rel_err"] = (relative_error(weight, predicted[kind]) if predicted[kind].norm() > 0
                                    else None)
+    return entry
+
+
+@torch.no_grad()
+def path_entry(model, predictions: dict) -> dict:
+    """Cosine of every weight with its path-exact prediction (docs/theory.md §10; `predictions` from
+    common.path_exact.PathExactTracker.predictions()) and the relative error to it, under the keys
+    `W_O_path`, `layer_{l}_V_path`, … and `…_path_rel_err` (None while a prediction is still zero)."""
+    entry = {}
+    for key, kind, weight in named_weights(model):
+        layer, predicted = parse_log_key(key).layer, predictions[kind]
+        entry[log_key(kind, layer, reference="path")] = matrix_cosine(weight, predicted)
+        entry[log_key(kind, layer, reference="path", rel_err=True)] = (
+            relative_error(weight, predicted) if predicted.norm() > 0 else None)
     return entry

@@ -31,6 +31,15 @@ import torch
 from common.stats import AllReduce, LowerTriangle, attention_scores_gradient
 
 
+CHECKPOINT_PREFIX = "path_exact."   # the tracker's tensors in a checkpoint beside the model's
+
+
+def split_checkpoint(tensors: dict):
+    """(model state, tracker state) of a checkpoint's tensors (the tracker's under CHECKPOINT_PREFIX)."""
+    tracker = {k[len(CHECKPOINT_PREFIX):]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_PREFIX)}
+    return {k: v for k, v in tensors.items() if not k.startswith(CHECKPOINT_PREFIX)}, tracker
+
+
 class PathExactTracker:
     """W_O, V, W, P of the path-exact recursion (docs/theory.md §10), in `dtype` (float64 by default)."""
 
@@ -73,7 +82,8 @@ class PathExactTracker:
             xc, yc = x[start:start + self.chunk], y[start:start + self.chunk]
             R = torch.index_select(self.output_t, 0, yc.reshape(-1)).sub_(uniform).view(*yc.shape, V)
             # V: Σ_{t≥s} c_t R_t scattered to the rows x_s
-            weighted = (R * tri.c[:, None]).flip(1).cumsum(1).flip(1)
+            weighted = R * tri.c[:, None]
+            weighted = weighted.sum(1, keepdim=True) - weighted.cumsum(1) + weighted     # Σ_{t≥s} without flips
             self.value_sum.index_add_(0, xc.reshape(-1), weighted.view(-1, V))
             # W, P: M[t,s] = V(k)[x_s] · R_t, then §2's closed-form Jacobian and scatter
             values = torch.index_select(self.value, 0, xc.reshape(-1)).view(*xc.shape, V)
@@ -113,8 +123,8 @@ class PathExactTracker:
         """{'W_O', 'V', 'W', 'P'} → the path-exact prediction (the same V, W, P for every layer)."""
         return {"W_O": self.output_t.T, "V": self.value, "W": self.attention, "P": self.position}
 
-    def state_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.STATE}
+    def state_dict(self, prefix: str = "") -> dict:
+        return {prefix + name: getattr(self, name) for name in self.STATE}
 
     def load_state_dict(self, state: dict) -> None:
         missing = set(self.STATE) - set(state)

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common.alignment import theory_entry
+from common.alignment import path_entry, theory_entry
 from common.device import Processes, configure_numerics, resolve_device, setup_processes
 from common.io import UserError, load_tensors, read_json, save_tensors, write_json
 from common.model import AttentionOnlyTransformer
+from common.path_exact import CHECKPOINT_PREFIX, PathExactTracker, split_checkpoint
 from common.stats import compute_statistics
 from common.weight_kinds import parse_log_key
 
@@ -54,6 +55,7 @@ class TrainConfig:
     max_steps: int = 0             # stop after this many optimiser steps in all (0: run every epoch)
     lr: float = 0.005
     init_std: float = 0.0
+    path_exact: bool = True        # track the path-exact prediction (docs/theory.md §10) and log against it
     log_every: float = 2.0         # epochs between log points (fractions allowed)
     save_every: float = 10.0       # epochs between checkpoints (0: only at the end)
     keep_checkpoints: int = 2
@@ -203,6 +205,8 @@ class Trainer:
                          "vocabulary_sha256": vocab_sha}
         torch.manual_seed(cfg.seed)
         self.model = AttentionOnlyTransformer(len(self.vocabulary), cfg.seq_len, cfg.n_layers, cfg.init_std)
+        self.tracker = (PathExactTracker(len(self.vocabulary), cfg.seq_len, cfg.lr, self.proc.device)
+                        if cfg.path_exact else None)
         self.step, self.loss_sum, self.loss_count, self.logs = 0, 0.0, 0, []
         self._prepare_out_dir()
         self.model.to(self.proc.device)
@@ -226,7 +230,12 @@ class Trainer:
                             f"drop --resume to start a new run")
         tensors, meta = load_tensors(existing[-1])
         check_same_run(meta, self.run_meta, existing[-1])
-        state = {k: v for k, v in tensors.items()}
+        state, tracker_state = split_checkpoint(tensors)
+        if self.tracker is not None:
+            if not tracker_state:
+                raise UserError(f"checkpoint {existing[-1]} has no path-exact state (it was trained with "
+                                f"--path_exact=False); resume with --path_exact=False")
+            self.tracker.load_state_dict(tracker_state)
         missing = set(self.model.state_dict()) ^ set(state)
         if missing:
             raise UserError(f"checkpoint {existing[-1]} does not hold this model's weights ({sorted(missing)[:3]})")
@@ -253,6 +262,8 @@ class Trainer:
         entry = {"epoch": self.step / self.steps_per_epoch, "step": self.step,
                  "loss": self.loss_sum / max(self.loss_count, 1), "lr": self.cfg.lr}
         entry.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step))
+        if self.tracker is not None:
+            entry.update(path_entry(self.model, self.tracker.predictions()))
         self.logs.append(entry)
         if self.step in self.log_steps:  # an off-schedule last entry leaves the running mean to the next one
             self.loss_sum, self.loss_count = 0.0, 0
@@ -266,7 +277,10 @@ class Trainer:
             meta = dict(self.run_meta, step=self.step, epoch=self.step / self.steps_per_epoch,
                         loss_sum=self.loss_sum, loss_count=self.loss_count, data_dir=str(self.cfg.data_dir),
                         max_sequences=self.cfg.max_sequences)
-            save_tensors(path, self.model.state_dict(), meta)
+            tensors = dict(self.model.state_dict())
+            if self.tracker is not None:
+                tensors.update(self.tracker.state_dict(prefix=CHECKPOINT_PREFIX))
+            save_tensors(path, tensors, meta)
             for old in checkpoint_paths(self.out_dir)[:-max(1, self.cfg.keep_checkpoints)]:
                 old.unlink()
                 old.with_suffix(".json").unlink(missing_ok=True)
@@ -303,7 +317,10 @@ class Trainer:
             epoch, k = divmod(self.step, self.steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(len(self.tokens), cfg.seed, epoch), epoch
-            loss = sgd_step(model, self.optimizer, list(self.micro_batches(order, k)), no_sync)
+            batches = list(self.micro_batches(order, k))
+            loss = sgd_step(model, self.optimizer, batches, no_sync)
+            if self.tracker is not None:   # the same global batch: every micro-batch, every rank
+                self.tracker.step(batches, proc.all_reduce if proc.world > 1 else None)
             stop = interrupt.raised
             if proc.world > 1:   # ranks agree on the loss and on stopping (an interrupt reaches each rank)
                 reduced = torch.tensor([loss, float(stop)], dtype=torch.float64, device=proc.device)
@@ -407,7 +424,7 @@ def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool
         raise UserError(f"the sequences in {cfg.data_dir} are not those checkpoint {checkpoint} was trained "
                         f"on; pass the --data_dir it was trained on")
     model = AttentionOnlyTransformer(len(vocabulary), cfg.seq_len, cfg.n_layers)
-    model.load_state_dict(tensors)
+    model.load_state_dict(split_checkpoint(tensors)[0])
     proc = Processes(0, 1, resolve_device(device))
     model.to(proc.device)
     return model, tokens, vocabulary, statistics_of(tokens, cfg, len(vocabulary), proc), meta

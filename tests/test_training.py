@@ -58,7 +58,15 @@ def test_end_to_end_log_keys_files_and_theory(data_dir, tmp_path):
     for l in range(3):
         for key in (f"layer_{l}_W_Q_bar", f"layer_{l}_V_B_bar_Phi_bar", f"layer_{l}_P_p_bar"):
             expected |= {key, key + "_rel_err"}
+    # the path-exact comparison (docs/theory.md §10), on by default
+    from common.weight_kinds import WEIGHT_KINDS, log_key
+    for kind in WEIGHT_KINDS:
+        for l in (range(3) if kind.per_layer else [None]):
+            expected |= {log_key(kind.name, l, "path", rel_err) for rel_err in (False, True)}
     assert set(logs[0]) == expected
+    # one full batch per step: the path-exact prediction is the §3 one
+    assert logs[-1]["layer_1_V_path"] == pytest.approx(logs[-1]["layer_1_V_B_bar_Phi_bar"], abs=1e-6)
+    assert logs[0]["layer_0_W_path_rel_err"] is None
     # full-batch steps from zero: W_O = ηB̄ exactly after one step; the rest follow the §3 polynomial
     assert logs[0]["W_O_B_bar"] > 0.99 and logs[0]["W_O_B_bar_rel_err"] < 1e-3
     assert logs[-1]["layer_2_V_B_bar_Phi_bar"] > 0.99 and logs[-1]["layer_0_W_Q_bar"] > 0.99
