@@ -33,6 +33,7 @@ demo-pythia: $(VENV)/.installed
 
 # End of the early regime (docs/theory.md §10): predicted vs measured τ* at three learning rates (~2.5 min on 2 cores)
 demo-regime: $(VENV)/.installed
+	rm -rf out/demo_regime
 	$(PY) tiny_tokenize_natural.py --data=synthetic --n_stories=3000 --out_dir=out/demo_regime/data
 	$(PY) tiny_regime.py --data_dir=out/demo_regime/data --out_dir=out/demo_regime/regime
 

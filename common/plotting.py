@@ -68,12 +68,13 @@ def training_curves(logs: list, stem, title=None) -> list:
     from common.weight_kinds import WEIGHT_KINDS, parse_log_key
 
     x = np.array([entry.get("epoch", entry.get("step", i)) for i, entry in enumerate(logs)], dtype=float)
-    series = {}   # (kind, is relative error) → [values per layer]
+    series, path_series = {}, {}   # (kind, is relative error) → [values per layer]
     for key in logs[0] if logs else {}:
         parsed = parse_log_key(key)
-        if parsed and parsed.reference == "corpus":
+        if parsed:   # against the path-exact prediction (§10) drawn dashed beside the whole-corpus one
             values = [np.nan if e.get(key) is None else float(e[key]) for e in logs]
-            series.setdefault((parsed.kind, parsed.rel_err), []).append(values)
+            (path_series if parsed.reference == "path" else series).setdefault(
+                (parsed.kind, parsed.rel_err), []).append(values)
     if not series:
         raise ValueError("the log has no cosine keys (W_O_B_bar, layer_{l}_W_Q_bar, …)")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -89,6 +90,9 @@ def training_curves(logs: list, stem, title=None) -> list:
             if len(values) > 1:
                 ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=colors[kind], alpha=0.25,
                                 linewidth=0)
+            if (kind, relative) in path_series:
+                ax.plot(x, np.nanmean(np.array(path_series[kind, relative]), 0), color=colors[kind], linestyle="--",
+                        label=f"{kind} vs its path-exact prediction")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].set(ylabel="cosine with the leading-term matrix", title="alignment with theory")
