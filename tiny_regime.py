@@ -25,6 +25,7 @@ grad_accum = 1
 max_sequences = 0               # use only the first N sequences (0: all)
 seed = 42
 device = "cpu"                  # cpu, cuda, auto
+deterministic = True            # deterministic kernels: same data, settings, seed → same bytes (False: faster)
 progress = True
 
 if __name__ == "__main__":

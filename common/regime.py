@@ -151,9 +151,12 @@ def run_regime(config: dict) -> str:
     from common.stats import CorpusStatistics, compute_statistics
     from common.training import TrainConfig, Trainer, load_training_data
 
+    from common.device import configure_numerics
+
     lrs = check_settings(config["lrs"], config["threshold"], config["tau_max"])
     settings = {k: config[k] for k in ("data_dir", "seq_len", "n_layers", "batch_size", "grad_accum",
-                                       "max_sequences", "seed", "device", "progress")}
+                                       "max_sequences", "seed", "device", "progress", "deterministic")}
+    configure_numerics(settings["deterministic"])
     tokens = load_training_data(TrainConfig.from_dict(settings))[0]
     vocab_size = int(tokens.max()) + 1
     steps_per_epoch = len(tokens) // (config["batch_size"] * config["grad_accum"])
