@@ -1,11 +1,13 @@
 """Layer × revision heatmaps of pythia.py's three similarities (attention, no-MLP, embedding), side
-by side, revisions ordered by step number; PNG and PDF.  Single process, CPU only.
+by side, revisions ordered by step number, a revision that repeats an earlier one's weights labelled
+`step1 (= step0)`; PNG and PDF.  Each value is an rsa: the cosine of the two sides' token × token
+covariance matrices (the files' `cosine_similarity`).  Single process, CPU only.
 
     python plot_cosine_similarity.py --results_dir=out/pythia
 """
-from common.comparison import plot_layer_heatmaps, read_layer_results
 from common.config import override
 from common.io import exit_on_user_error
+from common.similarity_results import plot_layer_results
 
 results_dir = "out/pythia"   # pythia.py's --output_dir
 output = ""                  # figure path without suffix; default {results_dir}/cosine_similarity_heatmaps
@@ -13,6 +15,4 @@ output = ""                  # figure path without suffix; default {results_dir}
 if __name__ == "__main__":
     with exit_on_user_error():
         override(globals())
-        paths = plot_layer_heatmaps(read_layer_results(results_dir),
-                                    output or f"{results_dir}/cosine_similarity_heatmaps")
-        print("wrote", ", ".join(map(str, paths)))
+        print("wrote", ", ".join(map(str, plot_layer_results(results_dir, output or None))))

@@ -1,28 +1,35 @@
-"""Per-head attention similarity of one layer of GPTNeoX (Pythia) checkpoints over revisions (docs/theory.md §6).
+"""Per-head attention similarity of one layer of a causal LM's checkpoints over revisions (docs/theory.md §6).
 
-For each revision in --steps and each head h of --target_layer: rsa(Q̄, H̃ W_Q^h W_K^hᵀ H̃ᵀ), the
-attention comparison of pythia.py with one head's query-key map instead of the mean over heads.
-Writes {output_dir}/revision_{step}/layer_{L}/per_head_results.json per revision, the combined
-{output_dir}/per_head_layer_{L}.json and its head × revision heatmap (PNG and PDF).  Uses the same
-statistics cache as pythia.py (same --dataset, --n_examples, --max_seq_len, --top_tokens).
+For each revision in --revisions and each head h of --target_layer: rsa(Q̄, H̃ W_Q^h W_K^{g(h)}ᵀ H̃ᵀ) — the
+cosine of the two sides' token × token covariances, stored under the release's key `cosine_similarity` —
+the attention comparison of pythia.py with one head's query-key map instead of the mean over heads (g(h)
+is the key head query head h reads under grouped-query attention).  Any family pythia.py reads.
+Writes {output_dir}/revision_{revision}/layer_{L}/per_head_results.json per revision, the combined
+{output_dir}/per_head_layer_{L}.json, its head × revision heatmap (PNG and PDF) and the weight hashes in
+{output_dir}/revisions.json.  Uses the same statistics cache as pythia.py (same --dataset,
+--n_examples, --max_seq_len, --top_tokens).
 
 Single process, one device (a GPU when present); no distributed launch.
 
     python pythia_per_head.py                                   # Pythia-1.4B-deduped, step1 … step512, layer 0
-    python pythia_per_head.py --model_name=out/neox --dataset=synthetic --max_seq_len=64 --target_layer=1
+    python pythia_per_head.py --model_name=out/neox --revisions=all --dataset=synthetic --max_seq_len=64 \\
+        --target_layer=1
 """
-from common import checkpoints
-from common.comparison import plot_head_heatmaps, run_head_comparison
+from common import revisions as naming
+from common.comparison import ComparisonConfig, run_head_comparison
 from common.config import override
-from common.io import exit_on_user_error, write_json
+from common.io import exit_on_user_error
+from common.similarity_results import plot_head_results
 
 model_name = "EleutherAI/pythia-1.4b-deduped"  # hub name, or a folder with one sub-folder per revision
-steps = list(checkpoints.EARLY_REVISIONS)  # revisions: step1, step2, step4 … step512 (`all` for a local folder)
+revisions = list(naming.EARLY_REVISIONS)  # step1, step2, step4 … step512 (`all` for a local folder)
+steps = None                 # the release's name for --revisions (an alias; wins when given)
 target_layer = 0             # the layer whose heads are compared
 dataset = "openwebtext"      # openwebtext, fineweb, synthetic, or a local .txt/.jsonl/.parquet/saved dataset
 n_examples = 100000          # documents read from the corpus
 max_seq_len = 128            # T
 top_tokens = None            # |K|: the most frequent tokens; None = the whole vocabulary
+max_unknown_rate = 0.01      # warn when a larger fraction of the corpus's tokens is the tokenizer's unknown token
 device = "auto"              # cuda when available, else cpu
 output_dir = "out/pythia"
 cache_dir = "out/pythia_cache"  # statistics cache shared with pythia.py
@@ -31,11 +38,8 @@ chunk_size = 256             # sequences per scatter-add chunk of the statistics
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        override(globals())
-        results = run_head_comparison(model_name, steps, target_layer, dataset, n_examples, max_seq_len,
-                                      top_tokens, device, output_dir, cache_dir, batch_size, chunk_size)
-        write_json(f"{output_dir}/per_head_layer_{target_layer}.json",
-                   {revision: {f"head_{h}": {"cosine_similarity": v, "head_idx": h} for h, v in enumerate(values)}
-                    for revision, values in results.items()})
-        paths = plot_head_heatmaps({target_layer: results}, f"{output_dir}/per_head_layer_{target_layer}")
-        print("wrote", ", ".join(map(str, paths)))
+        settings = override(globals())
+        if steps is not None:
+            settings["revisions"] = steps
+        run_head_comparison(ComparisonConfig.from_settings(settings))
+        print("wrote", ", ".join(map(str, plot_head_results(output_dir, layer=target_layer))))

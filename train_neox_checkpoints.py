@@ -1,29 +1,37 @@
-"""Train a small GPTNeoX (Pythia's architecture) from scratch and save revisions at Pythia's schedule.
+"""Train a small causal LM of one supported family from scratch and save revisions at Pythia's schedule.
 
-transformers' GPTNeoXForCausalLM with Pythia's choices — parallel residual, rotary on a quarter of
-each head, untied input/output embeddings, AdamW (β = 0.9, 0.95, weight decay 0.01), linear warmup
-then cosine decay to 10% — on a local corpus (default: the embedded synthetic stories). Documents are
+--architecture=neox (default): transformers' GPTNeoXForCausalLM with Pythia's choices — parallel
+residual, rotary on a quarter of each head; gpt2: GPT2LMHeadModel (learned positions, Conv1D, sequential
+residual); llama: LlamaForCausalLM (RMSNorm, rotary; grouped-query attention when --n_kv_heads is below
+--n_heads); olmo: OlmoForCausalLM (OLMo v1, LayerNorm without parameters).  All with untied input/output
+embeddings, AdamW (β = 0.9, 0.95, weight decay 0.01), linear warmup then cosine decay to 10%, on a local
+corpus (default: the embedded synthetic stories). Documents are
 joined with the end-of-text token and cut into windows of max_seq_len+1 tokens, shuffled every epoch.
 The tokenizer is a `tokenizers` BPE trained on the corpus, unless --tokenizer names a local folder
-with a tokenizer (e.g. Pythia's).  Revisions go to {out_dir}/step0, step1, step2, step4 … step512,
-then every 1000 steps (each `save_pretrained` safetensors + tokenizer + training_state.json, written
-under a temporary name and renamed): the folder layout pythia.py and pythia_per_head.py read.
+with a tokenizer (e.g. Pythia's).  Revisions are saved at step 0, 1, 2, 4 … 512, then every 1000 steps,
+named by the family's convention (docs/theory.md §12): {out_dir}/step{N} (neox), checkpoint-{N} (gpt2),
+step-{N} (llama), step{N}-tokens{M}B (olmo) — each `save_pretrained` safetensors + tokenizer +
+training_state.json, written under a temporary name and renamed: the folder layout pythia.py and
+pythia_per_head.py read.
 
 Single process, one device (a GPU when present); no distributed launch.
 
     python train_neox_checkpoints.py                                   # → out/neox_checkpoints
     python train_neox_checkpoints.py --dataset=stories.txt --max_steps=4000 --hidden_size=256 --n_layers=4
     python pythia.py --model_name=out/neox_checkpoints --revisions=all --dataset=synthetic --max_seq_len=64
+    python train_neox_checkpoints.py --architecture=llama --n_kv_heads=2 --out_dir=out/llama_checkpoints
 """
 import math
 
 import torch
 from tqdm.auto import tqdm
 
-from common import checkpoints
+from common.architectures import BY_NAME
 from common.config import override
 from common.io import UserError, atomic_directory, exit_on_user_error, write_json
+from common.revisions import PYTHIA_STEPS
 
+architecture = "neox"        # neox (Pythia), gpt2, llama or olmo
 dataset = "synthetic"        # synthetic, or a local .txt/.jsonl/.parquet/saved dataset
 n_documents = 4000           # documents read from the corpus
 tokenizer = ""               # a local tokenizer folder (e.g. Pythia's); empty: train a BPE on the corpus
@@ -32,6 +40,7 @@ max_seq_len = 64             # T: training window
 hidden_size = 64             # d_model
 n_layers = 2
 n_heads = 4
+n_kv_heads = 0               # llama/olmo: key/value heads (grouped-query attention below n_heads); 0 = n_heads
 batch_size = 16
 learning_rate = 1e-3
 warmup_steps = 10
@@ -74,21 +83,29 @@ def learning_rate_at(step):
     return learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def save_revision(model, tok, step, state):
-    with atomic_directory(f"{out_dir}/step{step}") as folder:
+def save_revision(model, tok, name, state):
+    with atomic_directory(f"{out_dir}/{name}") as folder:
         model.save_pretrained(folder)
         tok.save_pretrained(folder)
         write_json(folder / "training_state.json", state)
 
 
 def main(config):
-    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from common.device import resolve_device
     from common.text import iter_texts, load_text_dataset
 
     hf_logging.disable_progress_bar()
+    if architecture not in BY_NAME:
+        raise UserError(f"unknown --architecture={architecture!r}; use {', '.join(BY_NAME)}")
+    family = BY_NAME[architecture]
+    if n_kv_heads and (architecture not in ("llama", "olmo") or n_heads % n_kv_heads):
+        raise UserError(f"--n_kv_heads={n_kv_heads} needs --architecture=llama or olmo and must divide "
+                        f"--n_heads={n_heads}")
+    if hidden_size % n_heads:
+        raise UserError(f"--hidden_size={hidden_size} must be a multiple of --n_heads={n_heads}")
     if num_threads > 0:
         torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
@@ -104,21 +121,19 @@ def main(config):
     else:
         tok = train_tokenizer(texts, vocab_size)
     windows = training_windows(tok, texts, max_seq_len)
-    model_config = GPTNeoXConfig(
-        vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=n_layers, num_attention_heads=n_heads,
-        intermediate_size=4 * hidden_size, max_position_embeddings=max_seq_len, rotary_pct=0.25,
-        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=tok.eos_token_id,
-        eos_token_id=tok.eos_token_id)
-    model = GPTNeoXForCausalLM(model_config).to(run_device)
+    model_config = family.training_config(len(tok), hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len,
+                                          tok.eos_token_id)
+    model = AutoModelForCausalLM.from_config(model_config).to(run_device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.95),
                                   weight_decay=weight_decay)
-    schedule = [s for s in checkpoints.PYTHIA_STEPS if s <= max_steps]
-    print(f"{len(windows)} windows of {max_seq_len + 1} tokens, vocabulary {len(tok)}, "
+    schedule = [s for s in PYTHIA_STEPS if s <= max_steps]
+    name = lambda step: family.revision_name(step, step * batch_size * max_seq_len)
+    print(f"{family.family}: {len(windows)} windows of {max_seq_len + 1} tokens, vocabulary {len(tok)}, "
           f"{sum(p.numel() for p in model.parameters())} parameters; saving {len(schedule)} revisions to {out_dir}")
     generator = torch.Generator().manual_seed(seed)
     order, position, log = torch.randperm(len(windows), generator=generator), 0, []
     state = lambda step, loss: dict(config, step=step, loss=loss, n_windows=len(windows))
-    save_revision(model, tok, 0, state(0, None))
+    save_revision(model, tok, name(0), state(0, None))
     progress = tqdm(range(1, max_steps + 1), desc="training")
     for step in progress:
         if position + batch_size > len(order):
@@ -135,7 +150,7 @@ def main(config):
         progress.set_postfix(loss=f"{loss.item():.3f}")
         if step in schedule:
             log.append({"step": step, "loss": loss.item()})
-            save_revision(model, tok, step, state(step, loss.item()))
+            save_revision(model, tok, name(step), state(step, loss.item()))
             write_json(f"{out_dir}/training_log.json", log)
     print(f"final loss {log[-1]['loss']:.3f}; revisions in {out_dir}")
 

@@ -2,7 +2,9 @@
 set K, cached on disk.
 
   - Documents are tokenised with the checkpoint's tokenizer; those with at least T+1 tokens are kept
-    and truncated to T+1 (x = first T tokens, y = the next T).  `n_examples` documents are read.
+    and truncated to T+1 (x = first T tokens, y = the next T).  `n_examples` documents are read.  The
+    log says how many were kept and which fraction of all tokens read is the tokenizer's unknown token,
+    with a warning above `max_unknown_rate`.
   - K is the `top_tokens` most frequent tokens of the kept sequences (ties by id), or the whole model
     vocabulary (ids 0 … V_full−1) when `top_tokens` is None.  Ids are mapped to indices in K, −1
     outside it; the uniform term of r_t uses V_full, the model's vocabulary (docs/theory.md §6).
@@ -13,6 +15,7 @@ set K, cached on disk.
 """
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +26,7 @@ from common.io import UserError, load_tensors, save_tensors
 from common.stats import compute_statistics
 
 STATISTICS_FIELDS = ("value_map", "attention_map", "position_map")
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: the sidecar records the tokens read and the unknown tokens
 
 
 def _hash_update_path(digest, path: Path) -> None:
@@ -53,25 +56,55 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(serialised.encode()).hexdigest()[:16]
 
 
-def tokenize_documents(tokenizer, texts, seq_len: int, batch_size: int = 256, total: Optional[int] = None):
-    """[N, T+1] token ids of the documents with at least T+1 tokens (truncated), and the count read."""
-    kept, read, batch = [], 0, []
+@dataclass
+class TokenizedCorpus:
+    sequences: torch.Tensor   # [N, T+1] ids of the documents kept
+    documents_read: int
+    tokens: int               # tokens of every document read
+    unknown_tokens: int       # of those, the tokenizer's unknown token (0 for a byte-level tokenizer)
+
+    @property
+    def unknown_rate(self) -> float:
+        return self.unknown_tokens / self.tokens if self.tokens else 0.0
+
+
+def tokenize_documents(tokenizer, texts, seq_len: int, batch_size: int = 256,
+                       total: Optional[int] = None) -> TokenizedCorpus:
+    """The documents with at least T+1 tokens (truncated to T+1), and how much of the corpus the tokenizer
+    could not represent (its unknown token: a tokenizer trained on other text turns unseen words into it)."""
+    kept, counts, batch = [], {"read": 0, "tokens": 0, "unknown": 0}, []
+    unknown = getattr(tokenizer, "unk_token_id", None)
 
     def flush():
         for ids in tokenizer(batch)["input_ids"]:
+            counts["tokens"] += len(ids)
+            if unknown is not None:
+                counts["unknown"] += sum(1 for i in ids if i == unknown)
             if len(ids) >= seq_len + 1:
                 kept.append(torch.tensor(ids[:seq_len + 1], dtype=torch.long))
         batch.clear()
 
     for text in tqdm(texts, desc="tokenising the corpus", total=total, leave=False):
         batch.append(text)
-        read += 1
+        counts["read"] += 1
         if len(batch) == batch_size:
             flush()
     if batch:
         flush()
     sequences = torch.stack(kept) if kept else torch.zeros(0, seq_len + 1, dtype=torch.long)
-    return sequences, read
+    return TokenizedCorpus(sequences, counts["read"], counts["tokens"], counts["unknown"])
+
+
+def describe_corpus(metadata: dict, seq_len: int, max_unknown_rate: float, log) -> None:
+    """Log the documents kept and the unknown-token rate; a warning line above `max_unknown_rate`."""
+    tokens, unknown = metadata.get("tokens_read"), metadata.get("unknown_tokens")
+    log(f"statistics: {metadata['n_documents']} of {metadata['documents_read']} documents kept (at least "
+        f"{seq_len + 1} tokens, T+1)" + ("" if tokens is None else
+                                      f"; unknown-token rate {unknown / max(tokens, 1):.2%} ({unknown} of {tokens} tokens)"))
+    if tokens and unknown / tokens > max_unknown_rate:
+        log(f"warning: {unknown / tokens:.1%} of the corpus's tokens are the tokenizer's unknown token (above "
+            f"--max_unknown_rate={max_unknown_rate}): the tokenizer was trained on other text, and the statistics "
+            f"cannot tell those words apart")
 
 
 def select_token_set(sequences: torch.Tensor, top_tokens: Optional[int], full_vocab_size: int) -> torch.Tensor:
@@ -102,9 +135,10 @@ def statistics_for_sequences(sequences: torch.Tensor, token_ids: torch.Tensor, f
     return result
 
 
-def load_or_compute_statistics(tokenizer, dataset: str, n_examples: int, seq_len: int,
+def load_or_compute_statistics(tokenizer, *, dataset: str, n_examples: int, seq_len: int,
                                top_tokens: Optional[int], full_vocab_size: int, cache_dir,
-                               device="cpu", dtype=torch.float64, chunk_size: int = 256, log=tqdm.write) -> dict:
+                               device="cpu", dtype=torch.float64, chunk_size: int = 256,
+                               max_unknown_rate: float = 0.01, log=tqdm.write) -> dict:
     """The statistics of docs/theory.md §6 for this tokenizer, corpus and settings, from the cache when present.
     Returns {value_map, attention_map, position_map, token_ids, n_positions, n_documents} on `device`."""
     if top_tokens is not None and not 1 < top_tokens <= full_vocab_size:
@@ -119,25 +153,27 @@ def load_or_compute_statistics(tokenizer, dataset: str, n_examples: int, seq_len
     path = Path(cache_dir) / f"statistics_{key}.safetensors"
     if path.is_file():
         tensors, metadata = load_tensors(path, "statistics cache")
-        log(f"statistics: using the cache {path} ({metadata.get('n_documents')} documents, "
-            f"|K| = {len(tensors['token_ids'])})")
+        log(f"statistics: using the cache {path} (|K| = {len(tensors['token_ids'])})")
+        describe_corpus(metadata, seq_len, max_unknown_rate, log)
     else:
         from common.text import iter_texts, load_text_dataset
 
         corpus = load_text_dataset(dataset, streaming=True, n_synthetic=n_examples)
-        sequences, read = tokenize_documents(tokenizer, iter_texts(corpus, n_examples), seq_len, total=n_examples)
+        tokenized = tokenize_documents(tokenizer, iter_texts(corpus, n_examples), seq_len, total=n_examples)
+        sequences, read = tokenized.sequences, tokenized.documents_read
         if len(sequences) == 0:
             raise UserError(f"no document among the {read} read from {dataset} has {seq_len + 1} tokens "
                             f"(T+1); lower --max_seq_len or use longer documents")
         if int(sequences.max()) >= full_vocab_size:
             raise UserError(f"the tokenizer produced id {int(sequences.max())} but the checkpoint's vocabulary "
                             f"has {full_vocab_size} rows: tokenizer and checkpoint do not match")
-        log(f"statistics: {len(sequences)} of {read} documents have {seq_len + 1} tokens; computing over "
-            f"|K| = {top_tokens or full_vocab_size} tokens (cache: {path})")
+        metadata = dict(settings, dataset=dataset, n_documents=len(sequences), documents_read=read,
+                        tokens_read=tokenized.tokens, unknown_tokens=tokenized.unknown_tokens)
+        describe_corpus(metadata, seq_len, max_unknown_rate, log)
+        log(f"statistics: computing over |K| = {top_tokens or full_vocab_size} tokens (cache: {path})")
         token_ids = select_token_set(sequences, top_tokens, full_vocab_size)
         computed = statistics_for_sequences(sequences, token_ids, full_vocab_size, device, dtype, chunk_size)
-        metadata = dict(settings, dataset=dataset, n_documents=len(sequences), documents_read=read,
-                        n_positions=computed.pop("n_positions"))
+        metadata["n_positions"] = computed.pop("n_positions")
         save_tensors(path, computed, metadata)
         tensors = computed
     result = {k: v.to(device) for k, v in tensors.items()}

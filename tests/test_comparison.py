@@ -1,13 +1,15 @@
 import pytest
 import torch
 
-from common.reference import naive_layer_similarities, naive_rsa, random_layer
-from common.checkpoints import Representations, folded_query_key
-from common.comparison import (TheoryTargets, attention_similarity, head_similarities, layer_similarities,
-                               plot_head_heatmaps, plot_layer_heatmaps, read_head_results, read_layer_results)
+from common.architectures import architecture_for
+from common.checkpoints import Representations, single_token_representations
+from common.comparison import TheoryTargets, attention_similarity, head_similarities, layer_similarities
 from common.io import UserError, write_json
+from common.reference import naive_layer_similarities, naive_rsa, random_layer
 from common.similarity import RSATarget, normalize_rows, rsa_factored, rsa_to_target
-from tests.test_checkpoints import tiny_neox
+from common.similarity_results import (plot_head_heatmaps, plot_layer_heatmaps, read_head_results,
+                                       read_layer_results)
+from tests.test_architectures import tiny_model
 
 
 def test_layer_similarities_equal_the_naive_formulation():
@@ -24,27 +26,34 @@ def test_layer_similarities_equal_the_naive_formulation():
     assert abs(transposed - naive["attention"]) > 1e-3
 
 
-def test_model_layers_and_heads_equal_brute_force():
-    model = tiny_neox(seed=2, layers=2, d=12, heads=3, vocab=30)
-    from common.checkpoints import single_token_representations
-    reps = single_token_representations(model, torch.arange(30))
+@pytest.mark.parametrize("family", ["neox", "llama"])
+def test_model_layers_and_heads_equal_brute_force(family):
+    # LayerNorm (GPTNeoX): H̃ = H_pre centred per token; RMSNorm (Llama, 4 query heads over 2 key heads): H̃ = H_pre
+    model = tiny_model(family, seed=2, layers=2, d=16, heads=4)
+    reps = single_token_representations(model, torch.arange(40))
     g = torch.Generator().manual_seed(1)
-    attention_map, value_map = torch.randn(30, 30, generator=g).double(), torch.randn(30, 30, generator=g).double()
+    attention_map, value_map = torch.randn(40, 40, generator=g).double(), torch.randn(40, 40, generator=g).double()
     targets = TheoryTargets({"attention_map": attention_map.clone(), "value_map": value_map.clone()}, torch.float64)
     results = layer_similarities(model, reps, targets, "cpu")
-    for index, layer in enumerate(model.gpt_neox.layers):
-        weights = folded_query_key(layer)
-        naive = naive_layer_similarities(attention_map, value_map, reps.pre(index).double(),
-                                         reps.mid[index].double(), reps.post[index].double(), weights.mean_matrix())
+    for index in range(2):
+        weights = architecture_for(model.config).folded_query_key(model, index)
+        h_pre = reps.pre(index).double()
+        h = h_pre - h_pre.mean(dim=1, keepdim=True) if family == "neox" else h_pre
+        naive = naive_layer_similarities(attention_map, value_map, h_pre, reps.mid[index].double(),
+                                         reps.post[index].double(), weights.mean_matrix())
+        naive["attention"] = naive_rsa(normalize_rows(attention_map), h @ weights.mean_matrix() @ h.T)
         for kind, value in naive.items():
             assert results[index][kind] == pytest.approx(value, abs=1e-10), (index, kind)
             assert -1 <= results[index][kind] <= 1
         heads = head_similarities(model, reps, targets.attention, index, "cpu")
-        assert len(heads) == 3
-        for h, value in enumerate(heads):
-            one = naive_layer_similarities(attention_map, value_map, reps.pre(index).double(), reps.mid[index].double(),
-                                           reps.post[index].double(), weights.head_matrix(h))
-            assert value == pytest.approx(one["attention"], abs=1e-10)
+        assert len(heads) == 4
+        for head, value in enumerate(heads):
+            M = weights.head_matrix(head)
+            assert value == pytest.approx(naive_rsa(normalize_rows(attention_map), h @ M @ h.T), abs=1e-10)
+    if family == "llama":   # centring the RMSNorm residual would be another number
+        h_pre = reps.pre(0).double()
+        centred = attention_similarity(targets.attention, h_pre, weights.mean_matrix(), centred=True)
+        assert abs(centred - attention_similarity(targets.attention, h_pre, weights.mean_matrix(), False)) > 1e-4
 
 
 def test_float32_targets_in_place_match_float64():
@@ -87,7 +96,9 @@ def test_reading_and_plotting_results(tmp_path):
     heads = read_head_results(tmp_path)
     assert list(heads) == [1] and list(heads[1]) == ["step0", "step2", "step16"]
     assert heads[1]["step2"] == pytest.approx([0.0, 0.3, 0.6, 0.9])
-    for paths in (plot_layer_heatmaps(layers, tmp_path / "layers"), plot_head_heatmaps(heads, tmp_path / "heads")):
+    record = {"step2": {"weights_sha256": "a", "duplicate_of": "step0"}}
+    for paths in (plot_layer_heatmaps(layers, tmp_path / "layers", record),
+                  plot_head_heatmaps(heads, tmp_path / "heads", record)):
         assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     with pytest.raises(UserError, match="no pythia.py results"):
         read_layer_results(tmp_path / "revision_step0" / "layer_1")

@@ -10,11 +10,12 @@ from common.stats import compute_statistics
 class WordTokenizer:
     """A stand-in for a Hugging Face tokenizer: one id per known word."""
 
-    def __init__(self, words):
+    def __init__(self, words, unk_token_id=None):
         self.vocab = {w: i for i, w in enumerate(words)}
+        self.unk_token_id = unk_token_id
 
     def __call__(self, texts):
-        return {"input_ids": [[self.vocab[w] for w in text.split()] for text in texts]}
+        return {"input_ids": [[self.vocab.get(w, self.unk_token_id) for w in text.split()] for text in texts]}
 
     def get_vocab(self):
         return dict(self.vocab)
@@ -36,10 +37,27 @@ def test_token_set_statistics_equal_the_full_computation(markov):
     assert torch.equal(select_token_set(sequences, None, 20), torch.arange(20))
 
 
-def test_tokenize_keeps_documents_of_t_plus_one_tokens():
-    tokenizer = WordTokenizer("a b c d e".split())
-    sequences, read = tokenize_documents(tokenizer, ["a b c", "a b", "e d c b a", "c"], seq_len=2, batch_size=3)
-    assert read == 4 and sequences.tolist() == [[0, 1, 2], [4, 3, 2]]
+def test_tokenize_keeps_documents_of_t_plus_one_tokens_and_counts_unknown_tokens():
+    tokenizer = WordTokenizer("a b c d e <unk>".split(), unk_token_id=5)
+    corpus = tokenize_documents(tokenizer, ["a b c", "a x", "e d c b a", "y"], seq_len=2, batch_size=3)
+    assert corpus.documents_read == 4 and corpus.sequences.tolist() == [[0, 1, 2], [4, 3, 2]]
+    assert (corpus.tokens, corpus.unknown_tokens) == (11, 2) and corpus.unknown_rate == pytest.approx(2 / 11)
+    no_unknown = tokenize_documents(WordTokenizer("a b c".split()), ["a b c"], seq_len=2)   # byte-level: none
+    assert no_unknown.unknown_tokens == 0 and no_unknown.tokens == 3
+
+
+def test_unknown_token_rate_is_reported_and_warned_about(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(["a b c d zz a b", "b c d a a e e b", "e e d"]))
+    args = dict(dataset=str(corpus), n_examples=10, seq_len=4, top_tokens=None, full_vocab_size=6,
+                cache_dir=tmp_path / "cache")
+    for threshold, warned in ((0.01, True), (0.1, False)):
+        messages = []
+        load_or_compute_statistics(WordTokenizer("a b c d e <unk>".split(), 5), max_unknown_rate=threshold,
+                                   log=messages.append, **args)
+        assert any("2 of 3 documents kept" in m and "unknown-token rate 5.56% (1 of 18 tokens)" in m for m in messages)
+        assert any(m.startswith("warning: 5.6% of the corpus's tokens") for m in messages) == warned
+    assert "using the cache" in messages[0]            # the second call read the cache, and still reports
 
 
 def test_cache_is_keyed_and_reused(tmp_path):
@@ -53,13 +71,14 @@ def test_cache_is_keyed_and_reused(tmp_path):
     assert first["n_documents"] == 2 and first["attention_map"].shape == (6, 6)
     assert not any("using the cache" in m for m in messages)
     second = load_or_compute_statistics(**args)
-    assert "using the cache" in messages[-1]
+    assert "using the cache" in messages[-2]
     assert torch.equal(first["attention_map"], second["attention_map"])
     fingerprint = corpus_fingerprint(str(corpus))
     corpus.write_text("\n\n".join(["a b c d e a b", "b c d a a e e d"]))   # new contents: a new key
     assert corpus_fingerprint(str(corpus)) != fingerprint
+    seen = len(messages)
     load_or_compute_statistics(**args)
-    assert "using the cache" not in messages[-1]
+    assert not any("using the cache" in m for m in messages[seen:])
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
     with pytest.raises(UserError, match="no document among the 2"):
         load_or_compute_statistics(**dict(args, seq_len=20))
