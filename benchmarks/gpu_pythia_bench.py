@@ -1,9 +1,14 @@
 """The Pythia pipeline at full vocabulary on one GPU: a randomly initialised GPTNeoX of Pythia-1.4B's
 shape (24 layers, d_model 2048, 16 heads, V = 50304), statistics from random documents over all
 50304 tokens, then the three similarities of every layer for one revision.  Prints time and peak
-GPU memory per phase as a table.  Single process, one GPU.
+GPU memory per phase as a table.  Single process, one GPU.  `--architecture` picks another family's
+layout (common/architectures.py) for the same measurement.
 
     python benchmarks/gpu_pythia_bench.py                              # H100/H200, about 1–3 minutes
+    python benchmarks/gpu_pythia_bench.py --architecture=gpt2 --n_layers=24 --d_model=1024 --n_heads=16 \
+        --intermediate_size=4096 --vocab_size=50257                    # GPT-2-medium's shape
+    python benchmarks/gpu_pythia_bench.py --architecture=llama --n_layers=22 --d_model=2048 --n_heads=32 \
+        --n_kv_heads=4 --intermediate_size=5632 --vocab_size=32000      # TinyLlama's shape
     python benchmarks/gpu_pythia_bench.py --device=cpu --n_layers=2 --d_model=64 --n_heads=4 \\
         --vocab_size=500 --n_documents=50 --seq_len=32                   # a smoke test at tiny sizes
 
@@ -22,15 +27,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.architectures import BY_NAME  # noqa: E402
 from common.checkpoints import single_token_representations  # noqa: E402
 from common.comparison import TheoryTargets, compute_dtype, layer_similarities  # noqa: E402
 from common.device import resolve_device  # noqa: E402
 from common.config import override  # noqa: E402
 from common.stats import compute_statistics  # noqa: E402
 
+architecture = "neox"  # neox, gpt2, llama or olmo
 n_layers = 24
 d_model = 2048
 n_heads = 16
+n_kv_heads = 0         # llama/olmo: key heads (grouped-query attention); 0 = n_heads
 intermediate_size = 8192
 vocab_size = 50304
 n_documents = 10000
@@ -42,7 +50,7 @@ seed = 0
 
 
 def main():
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import AutoModelForCausalLM
 
     run_device = resolve_device(device)
     dtype = compute_dtype(run_device)
@@ -63,7 +71,7 @@ def main():
         return result
 
     name = torch.cuda.get_device_name() if cuda else "cpu"
-    print(f"{name}; torch {torch.__version__}; V = {vocab_size}, {n_layers} layers, d_model {d_model}, "
+    print(f"{name}; torch {torch.__version__}; {architecture}; V = {vocab_size}, {n_layers} layers, d_model {d_model}, "
           f"{n_heads} heads; {n_documents} documents × T = {seq_len}; {dtype}")
     generator = torch.Generator().manual_seed(seed)
     tokens = torch.randint(vocab_size, (n_documents, seq_len + 1), generator=generator)
@@ -73,14 +81,13 @@ def main():
     targets = phase("rsa targets (normalise, centre, covariance norms)",
                     lambda: TheoryTargets(statistics, dtype))
     del statistics
-    config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
-                           num_attention_heads=n_heads, intermediate_size=intermediate_size, rotary_pct=0.25,
-                           use_parallel_residual=True, max_position_embeddings=2048, tie_word_embeddings=False)
+    config = BY_NAME[architecture].training_config(vocab_size, d_model, n_layers, n_heads, n_kv_heads, 2048, 0)
+    setattr(config, "n_inner" if architecture == "gpt2" else "intermediate_size", intermediate_size)
 
     def build():
         torch.manual_seed(seed)
         with torch.device(run_device):
-            return GPTNeoXForCausalLM(config).eval()
+            return AutoModelForCausalLM.from_config(config).eval()
 
     model = phase("random model (float32)", build)
     representations = phase("single-token representations (V tokens, all layers)",
