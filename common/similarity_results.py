@@ -26,7 +26,7 @@ from common.weight_kinds import MODEL_SIMILARITIES
 KINDS = tuple(s.name for s in MODEL_SIMILARITIES)
 SUMMARY_FILES = {s.name: s.summary_file for s in MODEL_SIMILARITIES}
 TITLES = {s.name: s.title for s in MODEL_SIMILARITIES}
-RSA_MEANS = "rsa: cosine of the two sides' token × token covariances (files: cosine_similarity)"
+RSA_MEANS = "rsa = cosine of the two sides' token × token covariances; files: cosine_similarity"
 REVISIONS_FILE = "revisions.json"
 
 
@@ -130,7 +130,7 @@ def plot_layer_heatmaps(results: dict, stem, record=None):
         values, labels = _matrix(results[kind], record or {})
         panels.append((TITLES[kind], values, [str(l) for l in range(values.shape[0])], labels))
     return heatmap_grid(panels, stem, ncols=3, xlabel="revision", ylabel="layer",
-                        title=f"rsa with the leading-term matrices\n({RSA_MEANS})")
+                        title=f"rsa with the leading-term matrices ({RSA_MEANS})")
 
 
 def plot_head_heatmaps(results: dict, stem, record=None):
@@ -143,7 +143,7 @@ def plot_head_heatmaps(results: dict, stem, record=None):
         values, labels = _matrix(by_revision, record or {})
         panels.append((f"layer {layer}", values, [str(h) for h in range(values.shape[0])], labels))
     return heatmap_grid(panels, stem, xlabel="revision", ylabel="head",
-                        title=f"per-head {attention} (one head's $W_Q^h W_K^{{h\\top}}$)\n({RSA_MEANS})")
+                        title=f"per-head {attention}, one head's $W_Q^h W_K^{{h\\top}}$ ({RSA_MEANS})")
 
 
 def plot_layer_results(results_dir, stem=None) -> list:
