@@ -1,0 +1,48 @@
+"""Topic structure (docs/theory.md §11): train the 3-layer attention-only model on an LDA corpus (Li, Li
+& Risteski 2023's parameters by default) and measure, at every log point, how its weights and its
+attention separate same-topic from different-topic token pairs, beside the same measures of the
+closed forms (B̄, Φ̄, Σ_B, (B̄Φ̄)ᵀ, Q̄) and of the leading-term model.
+
+Usage:
+    python topic_structure.py                                    # → out/topics
+    python topic_structure.py --overlap=3 --alpha=0.5 --out_dir=out/topics_overlap
+    python topic_structure.py --data=corpus.txt --topics=topics.json --seq_len=32   # your text, your topics
+Pairs are binned as same token / same topic (different tokens) / different topic by the word → topic
+table (the generator's, or --topics: a JSON object {word: topic or [topics]}, every vocabulary word
+listed; [] leaves a word out).  Writes --out_dir/{topic_structure.json, topic_structure.png/.pdf,
+data/ (the natural tokens and topics.json), run/ (the trainer's log and last checkpoint)}; the whole
+folder is replaced only when the run succeeds.
+"""
+from common.config import override
+from common.io import exit_on_user_error
+
+# the LDA corpus (--data=lda)
+n_topics = 10                   # topics
+words_per_topic = 10            # words in each topic's block
+alpha = 0.1                     # symmetric Dirichlet concentration of each document's topic mixture
+min_length = 100                # document length in words: uniform in [min_length, max_length]
+max_length = 150
+n_documents = 10000             # training documents
+overlap = 0                     # words shared by adjacent topics (0: disjoint blocks)
+# or your own corpus
+data = "lda"                    # lda, or a local .txt/.jsonl/.parquet/saved dataset (then --topics)
+topics = ""                     # word → topic table (JSON) of a corpus other than lda
+vocab_size = 3000               # natural-tokenizer vocabulary (an LDA corpus uses all its words)
+heldout_documents = 500         # documents kept out of training; attention is measured on them
+# the model and its training (common/training.py)
+seq_len = 64                    # T: each document's first T + 1 words
+n_layers = 3
+batch_size = 64
+epochs = 4
+lr = 4.0                        # plain SGD from zero
+log_every = 0.1                 # epochs between log points (each one measured)
+seed = 0                        # the corpus and the training order
+device = "cpu"                  # cpu, cuda or auto
+num_threads = 1                 # CPU threads: a model this small runs fastest on one; 0 = torch's default
+progress = True
+out_dir = "out/topics"
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        from common.topics import print_summary, run_topic_structure
+        print_summary(run_topic_structure(override(globals())), out_dir)
