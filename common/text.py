@@ -3,6 +3,8 @@
 `load_text_dataset(source)` returns a `datasets.Dataset` (or a streamed `IterableDataset` for hub
 corpora) with a `text` column, whatever the source is:
   - `synthetic`                         the embedded generator (common/synthetic.py)
+  - `lda` or `lda:overlap=2,alpha=0.5,…`  the LDA topic corpus (common/lda.py); `generated_files`
+                                        gives its word → topics table, written beside the tokens
   - a folder written by `Dataset.save_to_disk` (a DatasetDict: its `split`)
   - a `.txt` file (documents separated by blank lines), `.jsonl` or `.parquet` with a `text` field
   - a hub name (`roneneldan/TinyStories`, `openwebtext`, `fineweb`, …), streamed when asked.
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from common.io import UserError
+from common.lda import TABLE_FILE, generate_lda, parse_source, topic_table
 
 # short names → (hub path, configuration) for the corpora the paper uses
 HUB_ALIASES = {
@@ -106,6 +109,9 @@ def load_text_dataset(source: str, split: str = "train", text_field: str = "text
     if source == "synthetic":
         from common.synthetic import generate_stories
         return datasets.Dataset.from_dict({"text": generate_stories(n_synthetic, seed)})
+    lda = parse_source(source, n_synthetic)
+    if lda is not None:
+        return datasets.Dataset.from_dict({"text": generate_lda(lda, seed).documents})
     path = Path(source).expanduser()
     if path.exists():
         loaded = _from_local(path, split, text_field)
@@ -113,6 +119,12 @@ def load_text_dataset(source: str, split: str = "train", text_field: str = "text
     if path.suffix in LOCAL_SUFFIXES or source.startswith((".", "/", "~")):
         raise UserError(f"data not found: {source}")
     return _from_hub(source, split, streaming)
+
+
+def generated_files(source: str) -> dict:
+    """{file name: JSON data} a generated corpus keeps beside its tokens: the LDA word → topics table."""
+    lda = parse_source(source)
+    return {TABLE_FILE: topic_table(lda)} if lda is not None else {}
 
 
 def iter_texts(dataset, limit: Optional[int] = None):

@@ -14,6 +14,7 @@ Both write one output folder (written under a temporary name, renamed into place
     token_frequencies.json  {token: count over the input corpus}
     summary.json            counts, coverage and the vocabulary's SHA-256 (checked by the trainer)
     tokenizer.json          (BPE only) the trained `tokenizers` model
+    topics.json             (--data=lda only) the LDA corpus's word → topics table (common/lda.py)
 Sequences (docs/theory.md §5): stories with at least T+1 tokens, truncated to T+1; x = first T, y = last T.
 Large corpora are processed with `datasets.map(num_proc=...)`, never a Python loop over stories.
 """
@@ -83,19 +84,24 @@ def _encode_natural_batch(batch, token_to_id):
     return {"text": texts, "ids": ids}
 
 
+def keep_in_vocabulary(dataset, vocabulary: list, num_proc: int = 1):
+    """The stories of `dataset` whose every natural token is in `vocabulary`, with their `ids`."""
+    import datasets
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "ids": datasets.Sequence(datasets.Value("int32"))})
+    return dataset.map(_encode_natural_batch, batched=True, batch_size=2000, num_proc=num_proc,
+                       fn_kwargs={"token_to_id": {token: i for i, token in enumerate(vocabulary)}},
+                       remove_columns=dataset.column_names, features=features,
+                       desc="keeping stories inside the vocabulary")
+
+
 def tokenize_natural(dataset, vocab_size: int = 3000, num_proc: int = 1):
     """(kept stories with `ids`, vocabulary list, token counts, summary dict) — docs/theory.md §5."""
-    import datasets
     counts = count_natural_tokens(dataset, num_proc)
     if not counts:
         raise UserError("the corpus is empty (no tokens in any story)")
     vocabulary = top_vocabulary(counts, vocab_size)
-    token_to_id = {token: i for i, token in enumerate(vocabulary)}
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "ids": datasets.Sequence(datasets.Value("int32"))})
-    kept = dataset.map(_encode_natural_batch, batched=True, batch_size=2000, num_proc=num_proc,
-                       fn_kwargs={"token_to_id": token_to_id}, remove_columns=dataset.column_names,
-                       features=features, desc="keeping stories inside the vocabulary")
+    kept = keep_in_vocabulary(dataset, vocabulary, num_proc)
     if len(kept) == 0:
         raise UserError(f"no story has all its tokens in the {len(vocabulary)}-token vocabulary; "
                         f"raise --vocab_size or use more stories")
@@ -171,8 +177,9 @@ def vocabulary_fingerprint(vocabulary: list) -> str:
 
 
 def write_token_folder(out_dir, stories, vocabulary: list, frequencies: dict, summary: dict,
-                       tokenizer=None) -> dict:
-    """Write the output folder atomically (see module docstring); returns the summary written."""
+                       tokenizer=None, extra_files=None) -> dict:
+    """Write the output folder atomically (see module docstring); returns the summary written.
+    `extra_files`: {name: JSON data} written beside (e.g. an LDA corpus's topics.json)."""
     summary = dict(summary, vocabulary_sha256=vocabulary_fingerprint(vocabulary))
     with atomic_directory(out_dir) as tmp:
         stories.save_to_disk(str(tmp / STORIES_FOLDER))
@@ -181,6 +188,8 @@ def write_token_folder(out_dir, stories, vocabulary: list, frequencies: dict, su
         write_json(tmp / "summary.json", summary)
         if tokenizer is not None:
             tokenizer.save(str(tmp / "tokenizer.json"))
+        for name, data in (extra_files or {}).items():
+            write_json(tmp / name, data)
     return summary
 
 
@@ -277,7 +286,7 @@ def default_num_proc(n_stories: int) -> int:
 
 def run_tokenizer(kind: str, config: dict) -> dict:
     """The body of tiny_tokenize_{natural,bpe}.py: load `data`, tokenize, write `out_dir`, print."""
-    from common.text import load_text_dataset
+    from common.text import generated_files, load_text_dataset
     dataset = load_text_dataset(config["data"], config["split"], config["text_field"],
                                 n_synthetic=config["n_stories"], seed=config["seed"])
     if config["max_stories"]:
@@ -288,6 +297,7 @@ def run_tokenizer(kind: str, config: dict) -> dict:
         tokenizer = None
     else:
         stories, vocabulary, frequencies, summary, tokenizer = tokenize_bpe(dataset, config["vocab_size"], num_proc)
-    summary = write_token_folder(config["out_dir"], stories, vocabulary, frequencies, summary, tokenizer)
+    summary = write_token_folder(config["out_dir"], stories, vocabulary, frequencies, summary, tokenizer,
+                                 generated_files(config["data"]))
     print_summary(summary, config["out_dir"])
     return summary
