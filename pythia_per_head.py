@@ -31,6 +31,7 @@ max_seq_len = 128            # T
 top_tokens = None            # |K|: the most frequent tokens; None = the whole vocabulary
 max_unknown_rate = 0.01      # warn when a larger fraction of the corpus's tokens is the tokenizer's unknown token
 device = "auto"              # cuda when available, else cpu
+deterministic = True         # deterministic kernels: the same numbers on every run (False: faster)
 output_dir = "out/pythia"
 cache_dir = "out/pythia_cache"  # statistics cache shared with pythia.py
 batch_size = 1024            # tokens per forward pass for the single-token representations

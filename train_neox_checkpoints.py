@@ -47,6 +47,7 @@ warmup_steps = 10
 weight_decay = 0.01
 max_steps = 1000             # revisions are saved at step0, 1, 2, 4 … 512, then every 1000 up to this
 device = "auto"
+deterministic = True         # deterministic kernels: same data, settings, seed → same checkpoints (False: faster)
 num_threads = 1              # CPU threads: a model this small trains fastest (and steadiest) on one; 0 = torch's default
 seed = 0
 out_dir = "out/neox_checkpoints"
@@ -94,7 +95,7 @@ def main(config):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from common.device import resolve_device
+    from common.device import configure_numerics, resolve_device
     from common.text import iter_texts, load_text_dataset
 
     hf_logging.disable_progress_bar()
@@ -110,6 +111,7 @@ def main(config):
         torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
     run_device = resolve_device(device)
+    configure_numerics(deterministic)
     texts = list(iter_texts(load_text_dataset(dataset, n_synthetic=n_documents, seed=seed), n_documents))
     if not texts:
         raise UserError(f"the corpus {dataset} is empty")

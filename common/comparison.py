@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from common.architectures import architecture_for
 from common.checkpoints import CheckpointSource, single_token_representations, weights_sha256
-from common.device import resolve_device
+from common.device import configure_numerics, resolve_device
 from common.io import UserError
 from common.similarity import RSATarget, rowcenter, rsa_factored, rsa_to_target
 from common.similarity_results import (KINDS, record_revision_hash, write_head_results, write_head_summary,
@@ -46,6 +46,7 @@ class ComparisonConfig:
     chunk_size: int = 256            # sequences per scatter-add chunk of the statistics
     max_unknown_rate: float = 0.01   # warn when more of the corpus's tokens are the unknown token
     target_layer: Optional[int] = None  # the per-head comparison's layer
+    deterministic: bool = True       # deterministic kernels: the same numbers on every run (docs/theory.md §13)
 
     @classmethod
     def from_settings(cls, settings: dict) -> "ComparisonConfig":
@@ -117,6 +118,7 @@ def prepare_comparison(config: ComparisonConfig, need_value: bool = True, log=tq
     from common.pythia_stats import load_or_compute_statistics
 
     device = resolve_device(config.device)
+    configure_numerics(config.deterministic)
     source = CheckpointSource(config.model_name)
     revisions = source.resolve(config.revisions)
     model_config = source.check_revisions(revisions)
