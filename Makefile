@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch (a local wheel on our machines). GPU users: see README, "Installing for a GPU".
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo demo-pythia demo-regime test test-slow bench venv clean
+.PHONY: demo demo-pythia demo-regime demo-topics test test-slow bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ demo-regime: $(VENV)/.installed
 	rm -rf out/demo_regime
 	$(PY) tiny_tokenize_natural.py --data=synthetic --n_stories=3000 --out_dir=out/demo_regime/data
 	$(PY) tiny_regime.py --data_dir=out/demo_regime/data --out_dir=out/demo_regime/regime
+
+# Topic structure (docs/theory.md §11): LDA corpus → 3-layer model, weights and attention against the closed
+# forms (out/demo_topics/structure); Pythia-style checkpoints on the same corpus and their embeddings (~2.5 min on 2 cores)
+demo-topics: $(VENV)/.installed
+	rm -rf out/demo_topics
+	$(PY) topic_structure.py --out_dir=out/demo_topics/structure
+	$(PY) train_neox_checkpoints.py --dataset=lda --out_dir=out/demo_topics/checkpoints
+	$(PY) topic_embeddings.py --model_name=out/demo_topics/checkpoints --out_dir=out/demo_topics/embeddings
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

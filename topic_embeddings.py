@@ -24,7 +24,8 @@ if __name__ == "__main__":
         from common.topics import run_topic_embeddings
         result = run_topic_embeddings(override(globals()))
         for record in result["revisions"]:
-            inner = record["inner"]
-            print(f"{record['revision']:>12}  inner product: same topic {inner['same_topic']:+.4f}  "
-                  f"different topic {inner['different_topic']:+.4f}")
+            inner, cosine = record["inner"], record["cosine"]
+            print(f"{record['revision']:>12}  inner product: same topic {inner['same_topic']:+.3e}  "
+                  f"different topic {inner['different_topic']:+.3e};  cosine {cosine['same_topic']:+.3f} / "
+                  f"{cosine['different_topic']:+.3f}")
         print(f"wrote {out_dir}/topic_embeddings.json and topic_embeddings.png/.pdf")

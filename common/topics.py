@@ -364,8 +364,9 @@ def plot_topic_structure(result: dict, panels: list, starts: list, stem) -> list
                        label=f"closed form {statistic_symbol(statistic)}")
         if closed and key.startswith("W_layer"):
             largest = max((abs(v) for v in _series(trained, name) if v), default=1.0)
-            ax.set_yscale("symlog", linthresh=max(1e-12, 1e-3 * largest))
-        ax.axhline(0, color="grey", linewidth=0.5)
+            ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(max(1e-12, 1e-3 * largest))))
+        if not statistic:   # the cosine panels stay near their closed form, far from 0
+            ax.axhline(0, color="grey", linewidth=0.5)
         ax.set(title=title, xlabel="step", ylabel="same topic − different topic", xscale="log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
