@@ -62,6 +62,7 @@ def main(OUT: Path) -> int:
     print(f"\ndemo finished in {time.time() - start:.0f} s")
     print(f"  training curves   {OUT / 'run' / 'training_curves.png'} (and .pdf)")
     print(f"  association report {OUT / 'run' / 'associations.md'}")
+    print(f"  association explorer {OUT / 'run' / 'explorer.html'} (open in a browser; #token=bird selects a token)")
     print(f"  causal ablation   {OUT / 'run' / 'causal.json'}")
     print(f"final cosines (step {last['step']}, epoch {last['epoch']:.2f}, loss {last['loss']:.3f}):")
     cosines = {}   # kind → [(layer, cosine)]

@@ -68,6 +68,7 @@ class TrainConfig:
     report_top: int = 5            # partners per token in the association report (0: no report)
     report_tokens: int = 20        # most frequent tokens in the report
     report_words: str = ""         # extra tokens for the report, comma-separated
+    report_view: str = "normalised"  # report values: normalised (row a / P̂(x=a)), raw or both (common/report.py)
     device: str = "auto"           # auto, cpu, cuda, cuda:1, …
     deterministic: bool = True     # deterministic kernels: same data, settings, seed → same bytes
     tf32: bool = False             # TensorFloat-32 matmuls on GPU (≈4.5× faster on an H100, ~1e-3 relative error)
@@ -184,6 +185,9 @@ class Trainer:
         for name in ("batch_size", "grad_accum", "epochs", "n_layers"):
             if getattr(cfg, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
+        if cfg.report_top > 0:   # a mistyped view fails now, not after training
+            from common.report import check_view
+            check_view(cfg.report_view)
         self.tokens, self.vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
         self.out_dir = Path(cfg.out_dir)
         n, world = len(self.tokens), self.proc.world
@@ -350,6 +354,10 @@ class Trainer:
             from common.report import write_report
             result["report"] = str(write_report(self.out_dir / REPORT_FILE, self.model, self.stats,
                                                 self.vocabulary, self.tokens, cfg, self.step))
+            from common.explorer import EXPLORER_FILE, write_explorer   # the page of the same run (report_top > 0)
+            result["explorer"] = str(write_explorer(self.out_dir / EXPLORER_FILE, self.stats, self.vocabulary,
+                                                    checkpoint_paths(self.out_dir), self.logs, cfg.report_view,
+                                                    title=f"{self.out_dir}, step {self.step}"))
         if proc.world > 1:
             torch.distributed.barrier()
         return result
@@ -402,6 +410,8 @@ def print_final(result: dict) -> None:
         print(f"final loss {entry['loss']:.4f}; cosine with theory: {cosines}")
     if result.get("report"):
         print(f"association report: {result['report']}")
+    if result.get("explorer"):
+        print(f"association explorer: {result['explorer']}")
 
 
 def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool = False):

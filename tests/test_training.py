@@ -75,7 +75,7 @@ def test_end_to_end_log_keys_files_and_theory(data_dir, tmp_path):
     assert logs[0]["loss"] == pytest.approx(torch.log(torch.tensor(float(json.loads(
         (data_dir / "summary.json").read_text())["vocab_size"]))).item(), abs=1e-4)
     assert sorted(p.name for p in out.iterdir()) == ["associations.md", "checkpoints", "config.json",
-                                                     "training_logs.json"]
+                                                     "explorer.html", "training_logs.json"]
     meta = json.loads(checkpoint_paths(out)[-1].with_suffix(".json").read_text())
     assert meta["step"] == 3 and meta["lr"] == 0.01 and meta["vocab_size"] > 20 and meta["seq_len"] == 16
     report = (out / "associations.md").read_text()
