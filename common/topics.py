@@ -90,9 +90,9 @@ def _topic_key(topic):
 def topic_order(topics: list):
     """(token indices ordered by first topic then index, the positions where a new first topic
     starts) — the block order of the heatmaps; tokens without topics are left out."""
-    order = sorted((a for a, t in enumerate(topics) if t), key=lambda a: (_topic_key(min(topics[a], key=_topic_key)), a))
-    starts = [i for i in range(1, len(order))
-              if min(topics[order[i]], key=_topic_key) != min(topics[order[i - 1]], key=_topic_key)]
+    first = lambda a: min(topics[a], key=_topic_key)
+    order = sorted((a for a, t in enumerate(topics) if t), key=lambda a: (_topic_key(first(a)), a))
+    starts = [i for i in range(1, len(order)) if first(order[i]) != first(order[i - 1])]
     return order, starts
 
 
@@ -112,7 +112,7 @@ def _means(values: torch.Tensor, pair_bins_: torch.Tensor) -> dict:
 @torch.no_grad()
 def binned_means(matrix: torch.Tensor, bins: torch.Tensor) -> dict:
     """{bin: mean of matrix[a, b] over the pairs (a, b) of the bin} (None for an empty bin), float64."""
-    return _means(matrix.detach().cpu(), bins)
+    return _means(matrix.detach().cpu(), bins.cpu())
 
 
 def row_gram(matrix: torch.Tensor) -> torch.Tensor:
@@ -214,7 +214,8 @@ def embedding_measures(embeddings: torch.Tensor, bins: torch.Tensor) -> dict:
 
 def statistic_symbol(field: str) -> str:
     base = field.removesuffix("_gram").removesuffix("_cosine")
-    return STATISTIC[base].symbol + (" rows ·" if field.endswith("_gram") else " rows cos" if field.endswith("_cosine") else "")
+    suffix = " rows ·" if field.endswith("_gram") else " rows cos" if field.endswith("_cosine") else ""
+    return STATISTIC[base].symbol + suffix
 
 
 # -- topic_structure.py --------------------------------------------------------------------------
