@@ -13,7 +13,8 @@ from common.leading_terms import predicted_weights
 from common.model import AttentionOnlyTransformer
 from common.stats import compute_statistics
 from common.topics import (BINS, attention_means, binned_means, leading_term_model, pair_bins, read_topic_table,
-                           row_cosines, row_gram, theory_measures, vocabulary_topics, weight_measures)
+                           row_cosines, row_gram, theory_measures, topic_order, vocabulary_topics,
+                           weight_measures)
 from conftest import run_script
 
 # 6 tokens: two topics, one token in both, one in none
@@ -41,6 +42,7 @@ def test_pair_bins_and_binned_means_against_loops():
         assert names[int(bins[a, b])] == brute_bin(a, b)
     values = torch.randn(6, 6, generator=torch.Generator().manual_seed(0))
     assert binned_means(values, bins) == pytest.approx(brute_means(values.tolist()))
+    assert topic_order(TOPICS) == ([0, 1, 2, 3, 4], [3])   # by first topic; the token without topics left out
 
 
 def test_row_inner_products_and_cosines_against_loops():
