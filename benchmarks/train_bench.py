@@ -23,14 +23,8 @@ from common.device import configure_numerics  # noqa: E402
 from common.model import AttentionOnlyTransformer  # noqa: E402
 from common.training import sgd_step  # noqa: E402
 
-vocab_size = 712      # the synthetic demo corpus's vocabulary
-seq_len = 64
-batch_size = 64
-n_layers = 3
-lr = 0.3
-repeats = 3
-device = "cpu"
-seed = 0
+from benchmarks.demo_size import *  # noqa: E402,F401,F403  (vocab_size, seq_len, batch_size, n_layers, lr, …)
+
 override(globals())
 
 torch.manual_seed(seed)
