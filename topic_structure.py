@@ -38,6 +38,7 @@ lr = 4.0                        # plain SGD from zero
 log_every = 0.05                # epochs between log points (each one measured)
 seed = 0                        # the corpus and the training order
 device = "cpu"                  # cpu, cuda or auto
+deterministic = True            # deterministic kernels: same data, settings, seed → same bytes (False: faster)
 num_threads = 1                 # CPU threads: a model this small runs fastest on one; 0 = torch's default
 progress = True                 # progress bars
 out_dir = "out/topics"          # replaced as a whole when the run succeeds
