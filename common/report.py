@@ -109,11 +109,12 @@ def association_strength(stats) -> torch.Tensor:
 
 def strongest_association_tokens(stats, n_tokens: int, min_count: int = MIN_COUNT) -> list:
     """The `n_tokens` tokens with the largest association strength among those seen at least
-    `min_count` times as inputs, strongest first (ties: the more frequent first)."""
+    `min_count` times as inputs, strongest first (ties, to 1e-9: the more frequent first)."""
     frequency = token_frequency(stats)
     counts = frequency * stats.n_positions
     eligible = torch.nonzero(counts >= min_count - 1e-6).flatten()
-    strength = association_strength(stats)[eligible]
+    # rounded so that equal conditionals (e.g. every P̂(b|a) = 1) tie despite float noise, and ties go to frequency
+    strength = association_strength(stats)[eligible].round(decimals=9)
     # sort by frequency first, then (stably) by strength: equal strengths keep the frequency order
     by_frequency = frequency[eligible].argsort(descending=True, stable=True)
     order = by_frequency[strength[by_frequency].argsort(descending=True, stable=True)]
