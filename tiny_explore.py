@@ -7,7 +7,7 @@ log and its data (refusing data that does not match the checkpoints).
 Usage:
     python tiny_explore.py --out_dir=out/natural                 # writes out/natural/explorer.html
     python tiny_explore.py --out_dir=out/demo/run --top=12 --view=both
-    chromium "out/natural/explorer.html#token=bird"               # or any browser; #token= selects a token
+    chromium "file://$PWD/out/natural/explorer.html#token=bird"   # or any browser; #token= selects a token
 Runs in one process (no torchrun needed).
 """
 from common.config import override
@@ -33,7 +33,7 @@ if __name__ == "__main__":
         from common.io import UserError, read_json
         from common.report import check_view
         from common.training import CHECKPOINT_DIR, LOG_FILE, checkpoint_paths, load_run
-        check_view(view)
+        check_view(view, "view")
         found = checkpoint_paths(out_dir)
         if not found:
             raise UserError(f"no checkpoint in {Path(out_dir) / CHECKPOINT_DIR}: {out_dir} is not a trained run "

@@ -7,8 +7,8 @@ Usage:
     torchrun --nproc_per_node=4 tiny_self_attn_natural.py          # 4 GPUs (batch_size is per GPU)
     python tiny_self_attn_natural.py --out_dir=out/natural --resume=True   # continue a run with its saved settings
     python tiny_self_attn_natural.py --stats_sequences=512         # the release's one-batch statistics
-Writes --out_dir/{training_logs.json, checkpoints/, config.json, associations.md}; plot the log with
-tiny_plot_logs.py, ablate the theory directions with tiny_causal.py.
+Writes --out_dir/{training_logs.json, checkpoints/, config.json, associations.md, explorer.html}; plot the
+log with tiny_plot_logs.py, ablate the theory directions with tiny_causal.py, open explorer.html in a browser.
 """
 from common.config import override
 from common.io import exit_on_user_error

@@ -12,8 +12,8 @@ selects a token, a checkpoint (index among those on the page, oldest first) and 
 The page works offline: no network, styles and hand-written scripts inline, the data embedded as one
 JSON object.  Only the top `top` partners of each row are kept, never whole matrices: per table the
 partner ids (uint16, or uint32 past 65 536 tokens), their values as int16 fractions of the row's
-largest |value| and that float32 scale, each base64-encoded — about 2.7 MB at V = 3000, k = 8 and two
-checkpoints.  When the page would exceed `max_bytes`, only the rows of the most frequent tokens are
+largest |value| and that float32 scale, each base64-encoded — 2.8 MB at V = 3000, k = 8, three layers
+and two checkpoints (4.0 MB at k = 12).  When the page would exceed `max_bytes`, only the rows of the most frequent tokens are
 kept and the page says so (a token beyond them says its row was cut).
 """
 import base64
@@ -369,7 +369,7 @@ function renderPartners(s) {
 
 // -- training curves: hand-drawn SVG line charts
 function chart(title, xs, lines, logY) {
-  const W = 440, H = 250, m = {l: 52, r: 10, t: 22, b: 34};
+  const W = 420, H = 250, m = {l: 52, r: 10, t: 22, b: 34};
   const f = function (v) { return logY ? Math.log10(v) : v; };
   let lo = Infinity, hi = -Infinity;
   lines.forEach(function (ln) { ln.values.forEach(function (v) { if (v != null && (!logY || v > 0)) { lo = Math.min(lo, f(v)); hi = Math.max(hi, f(v)); } }); });

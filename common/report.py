@@ -46,9 +46,9 @@ VIEW_TEXT = {
 }
 
 
-def check_view(view: str) -> str:
+def check_view(view: str, name: str = "report_view") -> str:
     if view not in VIEWS:
-        raise UserError(f"--report_view must be one of {', '.join(VIEWS)} (got {view!r})")
+        raise UserError(f"--{name} must be one of {', '.join(VIEWS)} (got {view!r})")
     return view
 
 
