@@ -28,6 +28,12 @@ def exit_on_user_error():
         sys.exit(130)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _temporary_sibling(path: Path) -> Path:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -42,6 +48,7 @@ def atomic_path(path):
     tmp = _temporary_sibling(path)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; the result gets a normal file's mode
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -56,6 +63,7 @@ def atomic_directory(path):
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes 0700; the result gets a normal folder's mode
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -65,3 +65,16 @@ def test_user_errors_and_interrupts_are_one_line():
     with pytest.raises(SystemExit):
         with exit_on_user_error():
             raise UserError("x")
+
+
+def test_outputs_get_the_modes_of_ordinary_files(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {})
+        with atomic_directory(tmp_path / "folder") as tmp:
+            (tmp / "x").write_text("1")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
