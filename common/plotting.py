@@ -58,6 +58,15 @@ def heatmap_grid(panels, stem, ncols=None, xlabel="", ylabel="", title=None, cma
 # --- training curves (Tiny Stories pipeline: cosine with theory against epoch)
 
 
+def _layer_mean(values):
+    """Mean over layers per log point; a point where no layer has a value (a relative error before its
+    prediction becomes non-zero) stays a gap (NaN) instead of warning."""
+    import numpy as np
+
+    counts = np.isfinite(values).sum(0)
+    return np.where(counts > 0, np.nansum(values, 0) / np.maximum(counts, 1), np.nan)
+
+
 def training_curves(logs: list, stem, title=None) -> list:
     """Cosine-vs-epoch curves per weight kind (a line for the mean over layers and a band for their
     range), and a second panel of relative errors to the §3 prediction when the log has them.
@@ -86,12 +95,12 @@ def training_curves(logs: list, stem, title=None) -> list:
                 continue
             label = f"{name}  {kind} vs its prediction" if relative else f"{name}  cos({kind}, {theory})"
             values = np.array(series[kind, relative])
-            ax.plot(x, np.nanmean(values, 0), color=colors[kind], label=label, marker="." if len(x) < 30 else None)
+            ax.plot(x, _layer_mean(values), color=colors[kind], label=label, marker="." if len(x) < 30 else None)
             if len(values) > 1:
                 ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=colors[kind], alpha=0.25,
                                 linewidth=0)
             if (kind, relative) in path_series:
-                ax.plot(x, np.nanmean(np.array(path_series[kind, relative]), 0), color=colors[kind], linestyle="--",
+                ax.plot(x, _layer_mean(np.array(path_series[kind, relative])), color=colors[kind], linestyle="--",
                         label=f"{kind} vs its path-exact prediction")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
