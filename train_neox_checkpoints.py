@@ -52,16 +52,6 @@ num_threads = 1              # CPU threads: a model this small trains fastest (a
 seed = 0
 out_dir = "out/neox_checkpoints"
 
-_END_OF_TEXT = "<|endoftext|>"
-
-
-def train_tokenizer(texts, size):
-    from transformers import PreTrainedTokenizerFast
-
-    from common.tokenize import bpe_tokenizer
-
-    bpe = bpe_tokenizer(texts, size, [_END_OF_TEXT, "<unk>"])
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=_END_OF_TEXT, unk_token="<unk>")
 
 
 def training_windows(tokenizer, texts, seq_len):
@@ -97,6 +87,7 @@ def main(config):
 
     from common.device import configure_numerics, resolve_device
     from common.text import iter_texts, load_text_dataset
+    from common.tokenize import causal_lm_tokenizer
 
     hf_logging.disable_progress_bar()
     if architecture not in BY_NAME:
@@ -121,7 +112,7 @@ def main(config):
         except Exception as error:
             raise UserError(f"could not load a tokenizer from {tokenizer} ({error.__class__.__name__})") from None
     else:
-        tok = train_tokenizer(texts, vocab_size)
+        tok = causal_lm_tokenizer(texts, vocab_size)
     windows = training_windows(tok, texts, max_seq_len)
     model_config = family.training_config(len(tok), hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len,
                                           tok.eos_token_id)

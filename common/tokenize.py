@@ -114,6 +114,18 @@ def tokenize_natural(dataset, vocab_size: int = 3000, num_proc: int = 1):
 
 
 # -- BPE tokenizer -----------------------------------------------------------------------------
+END_OF_TEXT = "<|endoftext|>"
+
+
+def causal_lm_tokenizer(texts, vocab_size: int):
+    """A transformers tokenizer (BPE, `<|endoftext|>` as end of text, `<unk>`) trained on `texts`: the
+    tokenizer saved with the small causal-LM checkpoints of train_neox_checkpoints.py."""
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = bpe_tokenizer(texts, vocab_size, [END_OF_TEXT, "<unk>"])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=END_OF_TEXT, unk_token="<unk>")
+
+
 def bpe_tokenizer(texts, vocab_size: int, special_tokens: list, min_frequency: int = 0, length=None):
     """A `tokenizers` BPE model (unknown token `<unk>`) with the Whitespace pre-tokenizer, trained on
     an iterable of texts or of batches of texts; `length` (optional) is only for progress."""

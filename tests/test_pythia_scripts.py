@@ -151,13 +151,13 @@ def _revision_folder(root, family, tokenizer, duplicate=True):
 
 @pytest.fixture(scope="module")
 def corpus_and_tokenizer(tmp_path_factory):
-    from train_neox_checkpoints import train_tokenizer
+    from common.tokenize import causal_lm_tokenizer
 
     root = tmp_path_factory.mktemp("families")
     stories = generate_stories(120, seed=5)
     corpus = root / "corpus.txt"
     corpus.write_text("\n\n".join(stories), encoding="utf-8")
-    tokenizer = train_tokenizer(stories, 60)   # the tiny models' vocabulary
+    tokenizer = causal_lm_tokenizer(stories, 60)   # the tiny models' vocabulary
     return root, corpus, tokenizer
 
 
