@@ -31,9 +31,9 @@ if __name__ == "__main__":
         resolve_device(device)                      # a mistyped device fails before any work
         from common.explorer import EXPLORER_FILE, write_explorer
         from common.io import UserError, read_json
-        from common.report import check_view
+        from common.report import PAGE_VIEWS, check_view
         from common.training import CHECKPOINT_DIR, LOG_FILE, checkpoint_paths, load_run
-        check_view(view, "view")
+        check_view(view, "view", PAGE_VIEWS)
         found = checkpoint_paths(out_dir)
         if not found:
             raise UserError(f"no checkpoint in {Path(out_dir) / CHECKPOINT_DIR}: {out_dir} is not a trained run "

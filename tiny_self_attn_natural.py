@@ -38,7 +38,8 @@ resume = False                  # continue from the newest checkpoint in out_dir
 report_top = 5                  # partners per token in associations.md (0: no report)
 report_tokens = 20              # most frequent tokens in the report
 report_words = ""               # extra tokens for the report, comma-separated (e.g. "bird,dog")
-report_view = "normalised"      # report values: normalised (row a / P̂(x=a): for B̄, P̂(next|a) − 1/V), raw, both
+report_view = "normalised"      # report values: normalised (row a / P̂(x=a): for B̄, P̂(next|a) − 1/V), raw, both,
+                                # or lift (÷ P̂(a)P̂(b): partners ranked without the pull of frequent tokens)
 device = "auto"                 # auto (cuda:LOCAL_RANK when a GPU is visible), cpu, cuda
 deterministic = True            # deterministic kernels: same data, settings, seed → same bytes (False: faster)
 tf32 = False                    # TensorFloat-32 matmuls on GPU: ~4.5× faster on an H100, ~1e-3 relative error

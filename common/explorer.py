@@ -29,7 +29,7 @@ from common.alignment import named_weights
 from common.io import UserError, atomic_path, load_tensors
 from common.model import AttentionOnlyTransformer
 from common.path_exact import split_checkpoint
-from common.report import (MIN_COUNT, VIEWS, check_view, strongest_association_tokens, strongest_pairs, token_frequency,
+from common.report import (MIN_COUNT, PAGE_VIEWS, check_view, strongest_association_tokens, strongest_pairs, token_frequency,
                            top_partner_table)
 from common.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
 
@@ -122,7 +122,7 @@ def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: i
                   max_bytes: int = 5_000_000, view: str = "normalised", title: str = "") -> dict:
     """Everything the page shows, as one JSON-ready dict. `checkpoints`: (metadata, model) pairs,
     oldest first (checkpoint_models)."""
-    check_view(view)
+    check_view(view, views=PAGE_VIEWS)
     V = len(vocabulary)
     if top < 1:
         raise UserError(f"--top must be at least 1 (got {top})")
@@ -155,7 +155,7 @@ def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: i
                                 "table": partner_table(weight, rows, top)})
         trained.append({"step": meta["step"], "epoch": _rounded(meta.get("epoch"), 4), "weights": weights})
     strongest = strongest_association_tokens(stats, 1)
-    return {"title": title, "vocab_size": V, "vocabulary": vocabulary, "top": top, "view": view, "views": VIEWS,
+    return {"title": title, "vocab_size": V, "vocabulary": vocabulary, "top": top, "view": view, "views": PAGE_VIEWS,
             "rows": None if n_rows == V else rows.tolist(), "notes": notes,
             "frequency": [_rounded(f, 6) for f in frequency.tolist()], "n_positions": int(stats.n_positions),
             "min_count": MIN_COUNT,

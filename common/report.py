@@ -24,6 +24,15 @@ from P̂(y=a) only by the sequence ends).  Dividing a row by one number leaves t
 partners unchanged: the views differ in the values, which become comparable across tokens, and in the
 choice of the strongest-association tokens below.
 
+`lift` (report only) divides entry [a, b] by the frequencies of both tokens, P̂(a) P̂(b) (input
+frequencies on both axes: a token's frequency as an input and as an output differ only by the sequence
+ends), and leaves out partners seen fewer than `min_count` times.  For the bigram map
+
+    B̄[a,b] / (P̂(a) P̂(b)) = P̂(y=b | x=a) / P̂(b) − 1/(V P̂(b)),
+
+the lift of the pair minus a small correction: a PMI-like reading in which `,` and `the` no longer
+lead every row just by being frequent, so the partners' order changes.
+
 Strongest associations: the tokens a with the largest row maximum of the normalised B̄,
 max_b P̂(y=b | x=a) − 1/V, among the tokens seen at least `min_count` times as inputs (a token seen once
 is trivially followed by one token); ties go to the more frequent token.
@@ -36,20 +45,34 @@ from common.io import UserError, atomic_path
 from common.alignment import named_weights, theory_entry
 from common.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
 
-VIEWS = ("normalised", "raw", "both")
-MIN_COUNT = 10   # a strongest-association token must occur at least this often as an input
+PAGE_VIEWS = ("normalised", "raw", "both")   # the views the explorer page offers (one partner order)
+VIEWS = PAGE_VIEWS + ("lift",)                # the report's views
+MIN_COUNT = 10   # a strongest-association token (or a lift partner) must occur at least this often as an input
 VIEW_TEXT = {
     "raw": "raw matrix entries",
     "normalised": "entries of row a divided by the frequency P̂(x=a) of a (for B̄: P̂(y=b | x=a) − 1/V)",
     "both": "raw entry, then in parentheses the entry divided by the frequency P̂(x=a) of a "
             "(for B̄: P̂(y=b | x=a) − 1/V)",
+    "lift": "entries divided by the frequencies of both tokens, P̂(a) P̂(b), partners seen fewer than "
+            f"{MIN_COUNT} times left out (for B̄: P̂(y=b | x=a) / P̂(b) − 1/(V P̂(b)))",
 }
 
 
-def check_view(view: str, name: str = "report_view") -> str:
-    if view not in VIEWS:
-        raise UserError(f"--{name} must be one of {', '.join(VIEWS)} (got {view!r})")
+def check_view(view: str, name: str = "report_view", views=VIEWS) -> str:
+    if view not in views:
+        raise UserError(f"--{name} must be one of {', '.join(views)} (got {view!r})")
     return view
+
+
+def lifted_rows(matrix: torch.Tensor, frequency: torch.Tensor, counts: torch.Tensor,
+                min_count: int = MIN_COUNT) -> torch.Tensor:
+    """Rows of `matrix` whose tokens have input frequencies `frequency` (a subset of rows), divided by
+    P̂(a) P̂(b); columns of tokens seen fewer than `min_count` times (of `counts`, every token) are −inf,
+    rows of tokens never seen are 0 (module docstring, `lift`)."""
+    rows = normalised_rows(matrix, frequency)
+    column = counts / counts.sum()
+    lifted = rows / torch.where(column > 0, column, torch.ones_like(column))[None, :]
+    return lifted.masked_fill((counts < min_count - 1e-6)[None, :], -float("inf"))
 
 
 def token_frequency(stats) -> torch.Tensor:
@@ -173,8 +196,10 @@ def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top
              "Rows are read as: B̄ and W_O: a → next token; Σ_B: outputs interchangeable with a; Φ̄: "
              "context tokens predicting a; (B̄Φ̄)ᵀ and V: what a writes when attended to; Q̄ and W: the "
              "keys query a attends to.", "",
-             f"View: **{view}** — values are {VIEW_TEXT[view]}. The order of the partners is the same in "
-             "every view (a row is divided by one number).", ""]
+             f"View: **{view}** — values are {VIEW_TEXT[view]}. "
+             + ("Partners are ranked by that lift, so frequent tokens no longer lead every row."
+                if view == "lift" else "The order of the partners is the same in the raw, normalised and "
+                "both views (a row is divided by one number); `--report_view=lift` ranks them by lift."), ""]
     if missing:
         lines += [f"Not in the vocabulary: {', '.join(missing)}.", ""]
     if lr is not None and step:
@@ -186,9 +211,15 @@ def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top
         lines.append("")
     trained = trained_weights_by_statistic(model)
     frequency = token_frequency(stats)
+    counts = frequency * stats.n_positions
     for a in ids:
         # both: the raw row, each value followed by its normalised one (same order in both views)
-        shown = lambda row: normalised_rows(row[None], frequency[a:a + 1])[0] if view == "normalised" else row
+        if view == "lift":
+            shown = lambda row: lifted_rows(row[None], frequency[a:a + 1], counts)[0]
+        elif view == "normalised":
+            shown = lambda row: normalised_rows(row[None], frequency[a:a + 1])[0]
+        else:
+            shown = lambda row: row
         scale = float(normalised_rows(torch.ones(1, 1), frequency[a:a + 1])) if view == "both" else None
         lines += [f"## {_cell(vocabulary[a])}", "", "| map | reads | top partners |", "| --- | --- | --- |"]
         for statistic in TOKEN_STATISTICS:

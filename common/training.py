@@ -355,8 +355,10 @@ class Trainer:
             result["report"] = str(write_report(self.out_dir / REPORT_FILE, self.model, self.stats,
                                                 self.vocabulary, self.tokens, cfg, self.step))
             from common.explorer import EXPLORER_FILE, write_explorer   # the page of the same run (report_top > 0)
+            from common.report import PAGE_VIEWS
+            page_view = cfg.report_view if cfg.report_view in PAGE_VIEWS else "normalised"   # lift: report only
             result["explorer"] = str(write_explorer(self.out_dir / EXPLORER_FILE, self.stats, self.vocabulary,
-                                                    checkpoint_paths(self.out_dir), self.logs, cfg.report_view,
+                                                    checkpoint_paths(self.out_dir), self.logs, page_view,
                                                     title=f"{self.out_dir}, step {self.step}"))
         if proc.world > 1:
             torch.distributed.barrier()

@@ -9,8 +9,8 @@ import torch
 from common.io import UserError
 from common.leading_terms import predicted_weights
 from common.model import AttentionOnlyTransformer
-from common.report import (association_report, normalised_rows, statistic_view, strongest_association_tokens,
-                           strongest_pairs)
+from common.report import (association_report, lifted_rows, normalised_rows, statistic_view,
+                           strongest_association_tokens, strongest_pairs, token_frequency)
 from common.stats import compute_statistics
 from common.tokenize import story_sequences, tokenize_natural
 from common.weight_kinds import TOKEN_STATISTICS
@@ -137,5 +137,36 @@ def test_report_lists_frequent_and_strongest_tokens(story_report_inputs):
 
 def test_unknown_view_is_refused(story_report_inputs):
     model, stats, vocabulary, tokens = story_report_inputs
-    with pytest.raises(UserError, match="report_view must be one of normalised, raw, both"):
+    with pytest.raises(UserError, match="report_view must be one of normalised, raw, both, lift"):
         association_report(model, stats, vocabulary, tokens, view="pmi")
+
+
+def test_lift_view_divides_by_both_frequencies_and_drops_rare_partners(markov_stats):
+    x, y, V, stats = markov_stats
+    inputs, pairs = brute_force_counts(x, y, V)
+    n = x.numel()
+    frequency = token_frequency(stats)
+    counts = frequency * stats.n_positions
+    min_count = sorted(inputs)[V // 2]
+    lifted = lifted_rows(stats.bigram, frequency, counts, min_count)
+    for a in range(V):
+        for b in range(V):
+            if inputs[b] < min_count:
+                assert lifted[a, b] == -float("inf")
+            elif inputs[a] == 0:
+                assert lifted[a, b] == 0
+            else:   # (P̂(a, b) − P̂(a)/V) / (P̂(a) P̂(b)) = P̂(b | a) / P̂(b) − 1/(V P̂(b))
+                expected = (pairs[a][b] / inputs[a]) / (inputs[b] / n) - 1 / (V * inputs[b] / n)
+                assert float(lifted[a, b]) == pytest.approx(expected, rel=1e-10)
+
+
+def test_report_lift_view_ranks_partners_by_lift(story_report_inputs):
+    model, stats, vocabulary, tokens = story_report_inputs
+    report = association_report(model, stats, vocabulary, tokens, top=3, n_tokens=1, words="bird", view="lift")
+    assert "View: **lift**" in report and "ranked by that lift" in report
+    bird = vocabulary.index("bird")
+    frequency = token_frequency(stats)
+    lifted = lifted_rows(stats.context[bird:bird + 1], frequency[bird:bird + 1], frequency * stats.n_positions)[0]
+    best = [vocabulary[i] for i in lifted.topk(3).indices.tolist()]
+    context_row = next(line for line in section(report, "bird").splitlines() if line.startswith("| Φ̄ |"))
+    assert re.findall(r"`([^`]+)`", context_row) == best
