@@ -34,36 +34,36 @@ ROOT = Path(__file__).resolve().parent
 _PLANTED = "bird,dog,cow,fish,owl,robot"
 
 
-def demo_steps(OUT: Path) -> list:
+def demo_steps(out: Path) -> list:
     """The demo's commands, each a script of the project with its arguments."""
     return [
-    ["tiny_tokenize_natural.py", "--data=synthetic", "--n_stories=3000", f"--out_dir={OUT / 'data'}"],
-    ["tiny_self_attn_natural.py", f"--data_dir={OUT / 'data'}", f"--out_dir={OUT / 'run'}", "--seq_len=64",
+    ["tiny_tokenize_natural.py", "--data=synthetic", "--n_stories=3000", f"--out_dir={out / 'data'}"],
+    ["tiny_self_attn_natural.py", f"--data_dir={out / 'data'}", f"--out_dir={out / 'run'}", "--seq_len=64",
      "--batch_size=64", "--epochs=2", "--lr=0.45", "--log_every=0.2", "--save_every=1", "--report_tokens=8",
      f"--report_words={_PLANTED}"],
-    ["tiny_plot_logs.py", f"--log={OUT / 'run' / 'training_logs.json'}", "--title=demo: synthetic stories, 3 layers"],
-    ["tiny_causal.py", f"--out_dir={OUT / 'run'}", "--eval_sequences=300", "--progress=False"],
+    ["tiny_plot_logs.py", f"--log={out / 'run' / 'training_logs.json'}", "--title=demo: synthetic stories, 3 layers"],
+    ["tiny_causal.py", f"--out_dir={out / 'run'}", "--eval_sequences=300", "--progress=False"],
     ]
 
 
-def main(OUT: Path) -> int:
+def main(out: Path) -> int:
     from common.weight_kinds import WEIGHT_KINDS, parse_log_key
 
     start = time.time()
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    for step in demo_steps(OUT):
+    if out.exists():
+        shutil.rmtree(out)
+    for step in demo_steps(out):
         command = [sys.executable, *step]
         print("\n$ python " + " ".join(step), flush=True)
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             print(f"demo: step {step[0]} failed", file=sys.stderr)
             return 1
-    last = json.loads((OUT / "run" / "training_logs.json").read_text())[-1]
+    last = json.loads((out / "run" / "training_logs.json").read_text())[-1]
     print(f"\ndemo finished in {time.time() - start:.0f} s")
-    print(f"  training curves   {OUT / 'run' / 'training_curves.png'} (and .pdf)")
-    print(f"  association report {OUT / 'run' / 'associations.md'}")
-    print(f"  association explorer {OUT / 'run' / 'explorer.html'} (open in a browser; #token=bird selects a token)")
-    print(f"  causal ablation   {OUT / 'run' / 'causal.json'}")
+    print(f"  training curves   {out / 'run' / 'training_curves.png'} (and .pdf)")
+    print(f"  association report {out / 'run' / 'associations.md'}")
+    print(f"  association explorer {out / 'run' / 'explorer.html'} (open in a browser; #token=bird selects a token)")
+    print(f"  causal ablation   {out / 'run' / 'causal.json'}")
     print(f"final cosines (step {last['step']}, epoch {last['epoch']:.2f}, loss {last['loss']:.3f}):")
     cosines = {}   # kind → [(layer, cosine)]
     for key, value in last.items():

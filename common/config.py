@@ -68,8 +68,7 @@ def override(config: dict, argv=None) -> dict:
             raise UserError(f"--{key}: {error}") from None
         explicit.append(key)
         i += 1
-    # which settings the user gave (a resumed run takes the others from its saved config.json)
-    config["_explicit"] = explicit
+    # `_explicit`: which settings the user gave (a resumed run takes the others from its saved config.json)
     return dict({k: config[k] for k in sorted(keys)}, _explicit=explicit)
 
 

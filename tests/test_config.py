@@ -42,8 +42,8 @@ def test_help_shows_each_hyperparameter_comment(tmp_path):
 
 def test_explicit_settings_are_recorded():
     config = {"epochs": 1, "lr": 0.5}
-    override(config, ["--lr=0.1"])
-    assert config["_explicit"] == ["lr"]
+    values = override(config, ["--lr=0.1"])
+    assert values["_explicit"] == ["lr"]
 
 
 SCRIPTS = sorted(p.name for p in Path(__file__).resolve().parents[1].glob("*.py"))
