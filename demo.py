@@ -47,7 +47,7 @@ def demo_steps(out: Path) -> list:
 
 
 def main(out: Path) -> int:
-    from common.weight_kinds import WEIGHT_KINDS, parse_log_key
+    from common.theory.weight_kinds import WEIGHT_KINDS, parse_log_key
 
     start = time.time()
     if out.exists():

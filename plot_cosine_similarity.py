@@ -7,7 +7,7 @@ covariance matrices (the files' `cosine_similarity`).  Single process, CPU only.
 """
 from common.config import override
 from common.io import exit_on_user_error
-from common.similarity_results import plot_layer_results
+from common.checkpoints.results import plot_layer_results
 
 results_dir = "out/pythia"   # pythia.py's --output_dir
 output = ""                  # figure path without suffix; default {results_dir}/cosine_similarity_heatmaps

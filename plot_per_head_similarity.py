@@ -7,7 +7,7 @@ token covariance matrices (the files' `cosine_similarity`).  Single process, CPU
 """
 from common.config import override
 from common.io import exit_on_user_error
-from common.similarity_results import plot_head_results
+from common.checkpoints.results import plot_head_results
 
 results_dir = "out/pythia"   # pythia_per_head.py's --output_dir
 

@@ -20,8 +20,8 @@ Single process, one device (a GPU when present); no distributed launch.
     python pythia.py --model_name=stanford-crfm/alias-gpt2-small-x21 --revisions=checkpoint-0,checkpoint-10
     python pythia.py --model_name=out/neox --revisions=all --dataset=synthetic --max_seq_len=64
 """
-from common import revisions as naming
-from common.comparison import ComparisonConfig, run_layer_comparison
+from common.checkpoints import revisions as naming
+from common.checkpoints.comparison import ComparisonConfig, run_layer_comparison
 from common.config import override
 from common.io import exit_on_user_error, write_json
 

@@ -15,11 +15,11 @@ Single process, one device (a GPU when present); no distributed launch.
     python pythia_per_head.py --model_name=out/neox --revisions=all --dataset=synthetic --max_seq_len=64 \\
         --target_layer=1
 """
-from common import revisions as naming
-from common.comparison import ComparisonConfig, run_head_comparison
+from common.checkpoints import revisions as naming
+from common.checkpoints.comparison import ComparisonConfig, run_head_comparison
 from common.config import override
 from common.io import exit_on_user_error
-from common.similarity_results import plot_head_results
+from common.checkpoints.results import plot_head_results
 
 model_name = "EleutherAI/pythia-1.4b-deduped"  # hub name, or a folder with one sub-folder per revision
 revisions = list(naming.EARLY_REVISIONS)  # step1, step2, step4 … step512 (`all` for a local folder)

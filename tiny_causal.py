@@ -26,11 +26,11 @@ if __name__ == "__main__":
         override(globals())
         from pathlib import Path
 
-        from common.causal import causal_ablation, format_table
+        from common.tiny.causal import causal_ablation, format_table
         from common.device import configure_numerics, resolve_device
         resolve_device(device)                      # a mistyped device fails before any work
         from common.io import UserError, write_json
-        from common.training import checkpoint_paths, load_run
+        from common.tiny.training import checkpoint_paths, load_run
         if not checkpoint:
             found = checkpoint_paths(out_dir)
             if not found:

@@ -1,6 +1,6 @@
 """Write the association explorer of a trained run: one self-contained HTML page (no network) where a
 token's top partners in every corpus statistic and every trained weight sit side by side, over the
-saved checkpoints, beside the training curves (common/explorer.py). The trainer writes the same page
+saved checkpoints, beside the training curves (common/tiny/explorer.py). The trainer writes the same page
 at the end of every run; this script writes it again for an existing run, from its checkpoints, its
 log and its data (refusing data that does not match the checkpoints).
 
@@ -29,10 +29,10 @@ if __name__ == "__main__":
 
         from common.device import resolve_device
         resolve_device(device)                      # a mistyped device fails before any work
-        from common.explorer import EXPLORER_FILE, write_explorer
+        from common.tiny.explorer import EXPLORER_FILE, write_explorer
         from common.io import UserError, read_json
-        from common.report import PAGE_VIEWS, check_view
-        from common.training import CHECKPOINT_DIR, LOG_FILE, checkpoint_paths, load_run
+        from common.tiny.report import PAGE_VIEWS, check_view
+        from common.tiny.training import CHECKPOINT_DIR, LOG_FILE, checkpoint_paths, load_run
         check_view(view, "view", PAGE_VIEWS)
         found = checkpoint_paths(out_dir)
         if not found:

@@ -31,5 +31,5 @@ progress = True
 if __name__ == "__main__":
     with exit_on_user_error():
         override(globals())
-        from common.regime import run_regime
+        from common.tiny.regime import run_regime
         print(run_regime(dict(globals())))

@@ -25,5 +25,5 @@ save_every = 1.0                # epochs between checkpoints
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.training import print_final, train
+        from common.tiny.training import print_final, train
         print_final(train(override(globals())))

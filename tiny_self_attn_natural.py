@@ -47,5 +47,5 @@ progress = True                 # tqdm progress bar with the loss
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.training import print_final, train
+        from common.tiny.training import print_final, train
         print_final(train(override(globals())))

@@ -18,5 +18,5 @@ out_dir = "data/bpe"              # output folder (replaced atomically)
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.tokenize import run_tokenizer
+        from common.corpus.tokenize import run_tokenizer
         run_tokenizer("bpe", override(globals()))

@@ -29,5 +29,5 @@ seed = 42                         # seed of the synthetic generator
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.tokenize import run_tokenizer
+        from common.corpus.tokenize import run_tokenizer
         run_tokenizer("natural", override(globals()))

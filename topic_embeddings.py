@@ -21,7 +21,7 @@ out_dir = "out/topic_embeddings"
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.topics import run_topic_embeddings
+        from common.checkpoints.topic_embeddings import run_topic_embeddings
         result = run_topic_embeddings(override(globals()))
         for record in result["revisions"]:
             inner, cosine = record["inner"], record["cosine"]

@@ -29,7 +29,7 @@ data = "lda"                    # lda, or a local .txt/.jsonl/.parquet/saved dat
 topics = ""                     # word → topic table (JSON) of a corpus other than lda
 vocab_size = 3000               # natural-tokenizer vocabulary (an LDA corpus uses all its words)
 heldout_documents = 200         # documents kept out of training; attention is measured on them
-# the model and its training (common/training.py)
+# the model and its training (common/tiny/training.py)
 seq_len = 64                    # T: each document's first T + 1 words
 n_layers = 3                    # the paper's depth
 batch_size = 64                 # sequences per SGD step
@@ -45,5 +45,5 @@ out_dir = "out/topics"          # replaced as a whole when the run succeeds
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.topics import print_summary, run_topic_structure
+        from common.tiny.topic_structure import print_summary, run_topic_structure
         print_summary(run_topic_structure(override(globals())), out_dir)

@@ -26,10 +26,10 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from common.architectures import BY_NAME
+from common.checkpoints.architectures import BY_NAME
 from common.config import override
 from common.io import UserError, atomic_directory, exit_on_user_error, write_json
-from common.revisions import PYTHIA_STEPS
+from common.checkpoints.revisions import PYTHIA_STEPS
 
 architecture = "neox"        # neox (Pythia), gpt2, llama or olmo
 dataset = "synthetic"        # synthetic, or a local .txt/.jsonl/.parquet/saved dataset
@@ -86,8 +86,8 @@ def main(config):
     from transformers.utils import logging as hf_logging
 
     from common.device import configure_numerics, resolve_device
-    from common.text import iter_texts, load_text_dataset
-    from common.tokenize import causal_lm_tokenizer
+    from common.corpus.text import iter_texts, load_text_dataset
+    from common.corpus.tokenize import causal_lm_tokenizer
 
     hf_logging.disable_progress_bar()
     if architecture not in BY_NAME:

@@ -2,7 +2,7 @@
 shape (24 layers, d_model 2048, 16 heads, V = 50304), statistics from random documents over all
 50304 tokens, then the three similarities of every layer for one revision.  Prints time and peak
 GPU memory per phase as a table.  Single process, one GPU.  `--architecture` picks another family's
-layout (common/architectures.py) for the same measurement.
+layout (common/checkpoints/architectures.py) for the same measurement.
 
     python benchmarks/gpu_pythia_bench.py                              # H100/H200, about 1–3 minutes
     python benchmarks/gpu_pythia_bench.py --architecture=gpt2 --n_layers=24 --d_model=1024 --n_heads=16 \
@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.architectures import BY_NAME  # noqa: E402
-from common.checkpoints import single_token_representations  # noqa: E402
-from common.comparison import TheoryTargets, compute_dtype, layer_similarities  # noqa: E402
+from common.checkpoints.architectures import BY_NAME  # noqa: E402
+from common.checkpoints.loading import single_token_representations  # noqa: E402
+from common.checkpoints.comparison import TheoryTargets, compute_dtype, layer_similarities  # noqa: E402
 from common.device import resolve_device  # noqa: E402
 from common.config import override  # noqa: E402
-from common.stats import compute_statistics  # noqa: E402
+from common.theory.statistics import compute_statistics  # noqa: E402
 
 architecture = "neox"  # neox, gpt2, llama or olmo
 n_layers = 24

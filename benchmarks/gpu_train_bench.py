@@ -39,9 +39,9 @@ seed = 0
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import dense_step_flops, timed  # noqa: E402
 from common.config import override  # noqa: E402
-from common.model import AttentionOnlyTransformer  # noqa: E402
-from common.stats import compute_statistics  # noqa: E402
-from common.training import sgd_step  # noqa: E402
+from common.theory.model import AttentionOnlyTransformer  # noqa: E402
+from common.theory.statistics import compute_statistics  # noqa: E402
+from common.tiny.training import sgd_step  # noqa: E402
 
 override(globals())
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.reference import naive_model_forward  # noqa: E402
+from common.theory.reference import naive_model_forward  # noqa: E402
 from benchmarks.timing import best_time, dense_step_flops  # noqa: E402
 from common.config import override  # noqa: E402
-from common.model import AttentionOnlyTransformer  # noqa: E402
+from common.theory.model import AttentionOnlyTransformer  # noqa: E402
 
 vocab_size = 3000
 seq_len = 200

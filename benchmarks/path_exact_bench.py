@@ -4,9 +4,9 @@ batch: the tracker's overhead as a fraction of the step.
     python benchmarks/path_exact_bench.py                       # the demo size: V=712, T=64, B=64, L=3 (CPU)
     python benchmarks/path_exact_bench.py --device=cuda --vocab_size=3000 --seq_len=200 --batch_size=512
 
-Step: common.training.sgd_step on the model (float32, as the trainer runs it).  Tracker: one
+Step: common.tiny.training.sgd_step on the model (float32, as the trainer runs it).  Tracker: one
 PathExactTracker.step on the same batch, in float64 (the trainer's setting).  Its naive counterpart is
-the same update with common/reference.py's dense one-hot statistics of the batch and V×V×V products
+the same update with common/theory/reference.py's dense one-hot statistics of the batch and V×V×V products
 (on the CPU), timed once.
 """
 import sys
@@ -17,10 +17,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import best_time  # noqa: E402
 from common.config import override  # noqa: E402
-from common.model import AttentionOnlyTransformer  # noqa: E402
-from common.path_exact import PathExactTracker  # noqa: E402
-from common.reference import naive_statistics_accumulate  # noqa: E402
-from common.training import sgd_step  # noqa: E402
+from common.theory.model import AttentionOnlyTransformer  # noqa: E402
+from common.theory.path_exact import PathExactTracker  # noqa: E402
+from common.theory.reference import naive_statistics_accumulate  # noqa: E402
+from common.tiny.training import sgd_step  # noqa: E402
 
 from benchmarks.demo_size import *  # noqa: E402,F401,F403  (vocab_size, seq_len, batch_size, n_layers, lr, …)
 
@@ -40,7 +40,7 @@ t_tracker = best_time(lambda: tracker.step(batch), repeats, device=device)
 
 
 def naive_update():
-    """The same update written naively (common/reference.py): the batch's dense one-hot statistics,
+    """The same update written naively (common/theory/reference.py): the batch's dense one-hot statistics,
     Φ̄ᵀW_Oᵀ and Ḡ = V W_O as V×V×V products, Q̄[Ḡ] with a materialised T×T×T Jacobian."""
     x, y = (t.cpu() for t in batch[0])
     W_O, value = tracker.output_t.T.cpu(), tracker.value.cpu()

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.reference import naive_layer_similarities, naive_rsa, random_layer  # noqa: E402
+from common.theory.reference import naive_layer_similarities, naive_rsa, random_layer  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
-from common.comparison import TheoryTargets, attention_similarity  # noqa: E402
-from common.similarity import normalize_rows, rsa, rsa_to_target  # noqa: E402
-from common.stats import StatisticsAccumulator  # noqa: E402
+from common.checkpoints.comparison import TheoryTargets, attention_similarity  # noqa: E402
+from common.theory.similarity import normalize_rows, rsa, rsa_to_target  # noqa: E402
+from common.theory.statistics import StatisticsAccumulator  # noqa: E402
 
 n_tokens = 4000         # n = |K| for the similarity comparison
 d_model = 256           # model width for the similarity comparison

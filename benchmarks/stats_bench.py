@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.reference import naive_rsa, naive_statistics  # noqa: E402
+from common.theory.reference import naive_rsa, naive_statistics  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
 from common.config import override  # noqa: E402
-from common.similarity import rsa  # noqa: E402
-from common.stats import compute_statistics  # noqa: E402
+from common.theory.similarity import rsa  # noqa: E402
+from common.theory.statistics import compute_statistics  # noqa: E402
 
 vocab_size = 3000      # V
 seq_len = 200          # T

@@ -4,7 +4,7 @@ the same inputs: tokens per second of forward + backward + SGD update.
     python benchmarks/train_bench.py                          # V=712 (the demo corpus), T=64, B=64, L=3
     python benchmarks/train_bench.py --vocab_size=3000 --seq_len=200 --batch_size=4
 
-Ours: common.training.sgd_step on the model of common/model.py (layer 1 as row gathers W[tokens],
+Ours: common.tiny.training.sgd_step on the model of common/theory/model.py (layer 1 as row gathers W[tokens],
 V[tokens]; the position bias DM(P) as one gather). Naive (benchmarks/naive.py): a dense one-hot
 product at layer 1 and a Python loop filling DM(P) diagonal by diagonal; same step function around it.
 The cost of determinism (docs/theory.md §13): our step with deterministic kernels (the trainer's
@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.reference import naive_model_forward  # noqa: E402
+from common.theory.reference import naive_model_forward  # noqa: E402
 from benchmarks.timing import best_time  # noqa: E402
 from common.config import override  # noqa: E402
 from common.device import configure_numerics  # noqa: E402
-from common.model import AttentionOnlyTransformer  # noqa: E402
-from common.training import sgd_step  # noqa: E402
+from common.theory.model import AttentionOnlyTransformer  # noqa: E402
+from common.tiny.training import sgd_step  # noqa: E402
 
 from benchmarks.demo_size import *  # noqa: E402,F401,F403  (vocab_size, seq_len, batch_size, n_layers, lr, …)
 

@@ -74,7 +74,7 @@ def training_curves(logs: list, stem, title=None) -> list:
     ours; writes `<stem>.png/.pdf`."""
     import numpy as np
 
-    from common.weight_kinds import WEIGHT_KINDS, parse_log_key
+    from common.theory.weight_kinds import WEIGHT_KINDS, parse_log_key
 
     x = np.array([entry.get("epoch", entry.get("step", i)) for i, entry in enumerate(logs)], dtype=float)
     series, path_series = {}, {}   # (kind, is relative error) → [values per layer]

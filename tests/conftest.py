@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
@@ -69,3 +69,28 @@ def tiny_stories(n: int = 120, seed: int = 0) -> list:
 def write_txt(path, stories) -> str:
     path.write_text("\n\n".join(stories) + "\n", encoding="utf-8")
     return str(path)
+
+
+VOCAB = 40   # vocabulary of the tiny random checkpoints
+
+
+def tiny_model(family, seed=0, layers=2, d=24, heads=4, kv_heads=0, scale=0.3, vocab=VOCAB):
+    """A random model of one family in float64, built offline from its config, with norms, biases and
+    weights far from their defaults (a missing fold, a wrong centring or head layout shows up).  Llama
+    gets grouped-query attention (4 query heads over 2 key heads) and attention biases."""
+    from transformers import AutoModelForCausalLM
+
+    from common.checkpoints.architectures import BY_NAME
+
+    architecture = BY_NAME[family]
+    kv_heads = kv_heads or (2 if family == "llama" else 0)
+    config = architecture.training_config(vocab, d, layers, heads, kv_heads, 16, 0)
+    if family == "llama":
+        config.attention_bias = True
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            is_gain = p.dim() == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight")
+            p.normal_(1.0 if is_gain else 0.0, scale)
+    return model.double()

@@ -1,0 +1,315 @@
+"""Tokenizers and training sequences of the Tiny Stories pipeline (docs/theory.md §5).
+
+Natural tokenizer: lower-case; a maximal run of alphabetic characters (`str.isalpha`) is one token,
+every other character is a token of its own, whitespace tokens are dropped.  Vocabulary: the
+`vocab_size` most frequent tokens (ties broken by the token string, so the result does not depend on
+how the corpus was split across processes); only stories whose every token is in it are kept.
+
+BPE tokenizer: a `tokenizers` BPE model with the Whitespace pre-tokenizer, special tokens
+`<unk> <pad> <s> </s>` and the template `<s> $A </s>`.
+
+Both write one output folder (written under a temporary name, renamed into place when complete):
+    stories/                the kept stories, a `datasets` folder with columns `text` and `ids`
+    vocabulary.json         {token: id}
+    token_frequencies.json  {token: count over the input corpus}
+    summary.json            counts, coverage and the vocabulary's SHA-256 (checked by the trainer)
+    tokenizer.json          (BPE only) the trained `tokenizers` model
+    topics.json             (--data=lda only) the LDA corpus's word → topics table (common/corpus/lda.py)
+Sequences (docs/theory.md §5): stories with at least T+1 tokens, truncated to T+1; x = first T, y = last T.
+Large corpora are processed with `datasets.map(num_proc=...)`, never a Python loop over stories.
+"""
+import hashlib
+import json
+import os
+import re
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.io import UserError, atomic_directory, read_json, write_json
+
+NATURAL_PATTERN = re.compile(r"[^\W\d_]+|\S")   # letter runs, or any other single non-space char
+BPE_SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>"]
+STORIES_FOLDER = "stories"
+
+
+# -- natural tokenizer -------------------------------------------------------------------------
+def natural_tokens(text: str) -> list:
+    """docs/theory.md §5 natural tokens of `text`. The regex is a fast superset of `str.isalpha` runs (it also
+    joins characters like '²' or '½' that are alphanumeric but neither alphabetic nor decimal); the
+    rare run that is not all-alphabetic is split again exactly by `str.isalpha`."""
+    tokens = []
+    for token in NATURAL_PATTERN.findall(text.lower()):
+        if len(token) == 1 or token.isalpha():
+            tokens.append(token)
+        else:
+            for alpha, run in groupby(token, str.isalpha):
+                tokens.extend(["".join(run)] if alpha else run)
+    return tokens
+
+
+def _count_batch(batch):
+    counts = {}
+    for text in batch["text"]:
+        for token in natural_tokens(text):
+            counts[token] = counts.get(token, 0) + 1
+    return {"token": list(counts), "count": list(counts.values())}
+
+
+def count_natural_tokens(dataset, num_proc: int = 1) -> dict:
+    """{token: count} over the `text` column, counted in parallel batches and merged."""
+    partial = dataset.map(_count_batch, batched=True, batch_size=10_000, num_proc=num_proc,
+                          remove_columns=dataset.column_names, desc="counting tokens")
+    frame = partial.to_pandas()
+    if frame.empty:
+        return {}
+    totals = frame.groupby("token", sort=False)["count"].sum()
+    return {token: int(count) for token, count in totals.items()}
+
+
+def top_vocabulary(counts: dict, vocab_size: int) -> list:
+    """The `vocab_size` most frequent tokens, by decreasing count then token string (id = rank)."""
+    return [token for token, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:vocab_size]]
+
+
+def _encode_natural_batch(batch, token_to_id):
+    texts, ids = [], []
+    for text in batch["text"]:
+        encoded = [token_to_id.get(token, -1) for token in natural_tokens(text)]
+        if encoded and min(encoded) >= 0:          # keep a story only if every token is known
+            texts.append(text)
+            ids.append(encoded)
+    return {"text": texts, "ids": ids}
+
+
+def keep_in_vocabulary(dataset, vocabulary: list, num_proc: int = 1):
+    """The stories of `dataset` whose every natural token is in `vocabulary`, with their `ids`."""
+    import datasets
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "ids": datasets.Sequence(datasets.Value("int32"))})
+    return dataset.map(_encode_natural_batch, batched=True, batch_size=2000, num_proc=num_proc,
+                       fn_kwargs={"token_to_id": {token: i for i, token in enumerate(vocabulary)}},
+                       remove_columns=dataset.column_names, features=features,
+                       desc="keeping stories inside the vocabulary")
+
+
+def tokenize_natural(dataset, vocab_size: int = 3000, num_proc: int = 1):
+    """(kept stories with `ids`, vocabulary list, token counts, summary dict) — docs/theory.md §5."""
+    counts = count_natural_tokens(dataset, num_proc)
+    if not counts:
+        raise UserError("the corpus is empty (no tokens in any story)")
+    vocabulary = top_vocabulary(counts, vocab_size)
+    kept = keep_in_vocabulary(dataset, vocabulary, num_proc)
+    if len(kept) == 0:
+        raise UserError(f"no story has all its tokens in the {len(vocabulary)}-token vocabulary; "
+                        f"raise --vocab_size or use more stories")
+    total = sum(counts.values())
+    in_vocabulary = sum(counts[token] for token in vocabulary)
+    summary = {"tokenizer": "natural", "stories_in": len(dataset), "stories_kept": len(kept),
+               "tokens_in": total, "distinct_tokens_in": len(counts), "vocab_size": len(vocabulary),
+               "token_coverage": in_vocabulary / total}
+    return kept, vocabulary, {token: counts[token] for token in vocabulary}, summary
+
+
+# -- BPE tokenizer -----------------------------------------------------------------------------
+END_OF_TEXT = "<|endoftext|>"
+
+
+def causal_lm_tokenizer(texts, vocab_size: int):
+    """A transformers tokenizer (BPE, `<|endoftext|>` as end of text, `<unk>`) trained on `texts`: the
+    tokenizer saved with the small causal-LM checkpoints of train_neox_checkpoints.py."""
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = bpe_tokenizer(texts, vocab_size, [END_OF_TEXT, "<unk>"])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=END_OF_TEXT, unk_token="<unk>")
+
+
+def bpe_tokenizer(texts, vocab_size: int, special_tokens: list, min_frequency: int = 0, length=None):
+    """A `tokenizers` BPE model (unknown token `<unk>`) with the Whitespace pre-tokenizer, trained on
+    an iterable of texts or of batches of texts; `length` (optional) is only for progress."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=special_tokens, show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    return tokenizer
+
+
+def train_bpe(dataset, vocab_size: int = 10000, min_frequency: int = 2, batch_size: int = 1000):
+    """The docs/theory.md §5 BPE tokenizer trained on the `text` column, with the template `<s> $A </s>`."""
+    from tokenizers import processors
+    batches = (dataset[i:i + batch_size]["text"] for i in range(0, len(dataset), batch_size))
+    tokenizer = bpe_tokenizer(batches, vocab_size, BPE_SPECIAL_TOKENS, min_frequency, len(dataset))
+    bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    return tokenizer
+
+
+def _encode_bpe_batch(batch, tokenizer_json):
+    from tokenizers import Tokenizer
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    return {"text": batch["text"], "ids": [e.ids for e in tokenizer.encode_batch(batch["text"])]}
+
+
+def tokenize_bpe(dataset, vocab_size: int = 10000, num_proc: int = 1):
+    """(stories with `ids`, vocabulary list, token counts, summary dict, tokenizer)."""
+    import datasets
+    if len(dataset) == 0:
+        raise UserError("the corpus is empty (no stories)")
+    if num_proc > 1:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")   # forked workers
+    tokenizer = train_bpe(dataset, vocab_size)
+    vocab = tokenizer.get_vocab()
+    vocabulary = sorted(vocab, key=vocab.get)
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "ids": datasets.Sequence(datasets.Value("int32"))})
+    encoded = dataset.map(_encode_bpe_batch, batched=True, batch_size=1000, num_proc=num_proc,
+                          fn_kwargs={"tokenizer_json": tokenizer.to_str()},
+                          remove_columns=dataset.column_names, features=features, desc="encoding")
+    counts = np.zeros(len(vocabulary), dtype=np.int64)
+    for ids in flat_chunks(encoded):
+        counts += np.bincount(ids, minlength=len(vocabulary))
+    total = int(counts.sum())
+    if total == 0:
+        raise UserError("the corpus is empty (no tokens in any story)")
+    unk = tokenizer.token_to_id("<unk>")
+    summary = {"tokenizer": "bpe", "stories_in": len(dataset), "stories_kept": len(encoded),
+               "tokens_in": total, "vocab_size": len(vocabulary),
+               "token_coverage": 1.0 - int(counts[unk]) / total}
+    return encoded, vocabulary, dict(zip(vocabulary, counts.tolist())), summary, tokenizer
+
+
+# -- output folder -----------------------------------------------------------------------------
+def vocabulary_fingerprint(vocabulary: list) -> str:
+    return hashlib.sha256(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def write_token_folder(out_dir, stories, vocabulary: list, frequencies: dict, summary: dict,
+                       tokenizer=None, extra_files=None) -> dict:
+    """Write the output folder atomically (see module docstring); returns the summary written.
+    `extra_files`: {name: JSON data} written beside (e.g. an LDA corpus's topics.json)."""
+    summary = dict(summary, vocabulary_sha256=vocabulary_fingerprint(vocabulary))
+    with atomic_directory(out_dir) as tmp:
+        stories.save_to_disk(str(tmp / STORIES_FOLDER))
+        write_json(tmp / "vocabulary.json", {token: i for i, token in enumerate(vocabulary)})
+        write_json(tmp / "token_frequencies.json", frequencies)
+        write_json(tmp / "summary.json", summary)
+        if tokenizer is not None:
+            tokenizer.save(str(tmp / "tokenizer.json"))
+        for name, data in (extra_files or {}).items():
+            write_json(tmp / name, data)
+    return summary
+
+
+def print_summary(summary: dict, out_dir) -> None:
+    print(f"{summary['tokenizer']} tokenizer → {out_dir}")
+    print(f"  stories kept   {summary['stories_kept']:,} of {summary['stories_in']:,}")
+    print(f"  vocabulary     {summary['vocab_size']:,} tokens")
+    print(f"  tokens         {summary['tokens_in']:,} in the input, "
+          f"{100 * summary['token_coverage']:.2f}% covered by the vocabulary")
+
+
+def load_vocabulary(data_dir) -> list:
+    """The id-ordered token list of a tokenizer output folder, checked against its summary."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"data folder not found: {data_dir}; run tiny_tokenize_natural.py or "
+                        f"tiny_tokenize_bpe.py first, or pass --data_dir")
+    mapping = read_json(data_dir / "vocabulary.json", "vocabulary")
+    summary = read_json(data_dir / "summary.json", "tokenizer summary")
+    if not isinstance(mapping, dict) or sorted(mapping.values()) != list(range(len(mapping))):
+        raise UserError(f"{data_dir / 'vocabulary.json'} is not a {{token: id}} map with ids 0..V−1")
+    vocabulary = sorted(mapping, key=mapping.get)
+    if vocabulary_fingerprint(vocabulary) != summary.get("vocabulary_sha256"):
+        raise UserError(f"{data_dir / 'vocabulary.json'} does not match the tokenized stories in "
+                        f"{data_dir} (different SHA-256); re-run the tokenizer into that folder")
+    return vocabulary
+
+
+def id_chunks(stories, rows: int = 100_000):
+    """The `ids` column of `stories` as (offsets, values) numpy arrays, one pair per chunk of rows:
+    story i of a chunk is values[offsets[i]:offsets[i + 1]]."""
+    ids = stories.select_columns(["ids"]).with_format("arrow")
+    for start in range(0, len(stories), rows):
+        column = ids[start:start + rows]["ids"].combine_chunks()
+        yield column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)
+
+
+def flat_chunks(stories, rows: int = 100_000):
+    """The `ids` of `stories`, concatenated, one numpy array per chunk of rows."""
+    for offsets, values in id_chunks(stories, rows):
+        yield values[offsets[0]:offsets[-1]]
+
+
+def story_sequences(stories, seq_len: int, vocab_size: int, max_sequences: int = 0,
+                    rows: int = 100_000, windows: bool = False) -> torch.Tensor:
+    """int32 [N, T+1]: every story with at least T+1 tokens, truncated to T+1 (docs/theory.md §5, the
+    release's rule).  `windows=True` cuts every story instead into consecutive, non-overlapping
+    windows of T+1 tokens (a story of L tokens gives L // (T+1) sequences), so a corpus of long
+    documents is used whole.  `max_sequences` > 0 keeps only the first ones (for quick runs)."""
+    if seq_len < 1:
+        raise UserError(f"--seq_len must be at least 1 (got {seq_len})")
+    parts, longest = [], 0
+    for offsets, values in id_chunks(stories, rows):
+        lengths = np.diff(offsets)
+        if len(lengths):
+            longest = max(longest, int(lengths.max()))
+        per_story = lengths // (seq_len + 1) if windows else (lengths >= seq_len + 1).astype(np.int64)
+        # start of every sequence: the story's offset plus a multiple of T+1
+        starts = np.repeat(offsets[:-1], per_story) + (seq_len + 1) * (
+            np.arange(per_story.sum()) - np.repeat(np.cumsum(per_story) - per_story, per_story))
+        parts.append(values[starts[:, None] + np.arange(seq_len + 1)].astype(np.int32))
+        if max_sequences and sum(len(p) for p in parts) >= max_sequences:
+            break
+    tokens = torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, seq_len + 1), np.int32))
+    if max_sequences:
+        tokens = tokens[:max_sequences]
+    if len(tokens) == 0:
+        raise UserError(f"--seq_len={seq_len} is longer than every story (the longest has {longest} "
+                        f"tokens, {seq_len + 1} are needed); lower --seq_len")
+    if int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size:
+        raise UserError(f"the stories hold token ids outside the {vocab_size}-token vocabulary; "
+                        f"the vocabulary does not match the data — re-run the tokenizer")
+    return tokens.contiguous()
+
+
+def load_stories(data_dir):
+    """(stories dataset, vocabulary list) of a tokenizer output folder."""
+    import datasets
+    vocabulary = load_vocabulary(data_dir)
+    try:
+        stories = datasets.load_from_disk(str(Path(data_dir) / STORIES_FOLDER))
+    except FileNotFoundError:
+        raise UserError(f"{Path(data_dir) / STORIES_FOLDER} is missing or not a saved dataset; "
+                        f"re-run the tokenizer") from None
+    if "ids" not in stories.column_names:
+        raise UserError(f"{Path(data_dir) / STORIES_FOLDER} has no 'ids' column; re-run the tokenizer")
+    return stories, vocabulary
+
+
+def default_num_proc(n_stories: int) -> int:
+    """Worker processes for datasets.map: one for small corpora, up to 8 for large ones."""
+    return 1 if n_stories < 50_000 else max(1, min(8, os.cpu_count() or 1))
+
+
+def run_tokenizer(kind: str, config: dict) -> dict:
+    """The body of tiny_tokenize_{natural,bpe}.py: load `data`, tokenize, write `out_dir`, print."""
+    from common.corpus.text import generated_files, load_text_dataset
+    dataset = load_text_dataset(config["data"], config["split"], config["text_field"],
+                                n_synthetic=config["n_stories"], seed=config["seed"])
+    if config["max_stories"]:
+        dataset = dataset.select(range(min(config["max_stories"], len(dataset))))
+    num_proc = config["num_proc"] or default_num_proc(len(dataset))
+    if kind == "natural":
+        stories, vocabulary, frequencies, summary = tokenize_natural(dataset, config["vocab_size"], num_proc)
+        tokenizer = None
+    else:
+        stories, vocabulary, frequencies, summary, tokenizer = tokenize_bpe(dataset, config["vocab_size"], num_proc)
+    summary = write_token_folder(config["out_dir"], stories, vocabulary, frequencies, summary, tokenizer,
+                                 generated_files(config["data"]))
+    print_summary(summary, config["out_dir"])
+    return summary

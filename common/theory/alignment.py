@@ -1,0 +1,48 @@
+"""How the trained weights line up with the theory (docs/theory.md §3–§5): each weight's cosine with
+its statistic and its relative error to the leading-term prediction.  Used by the trainer's log, the
+association report, the causal ablation and the explorer; it needs a model and statistics, never the
+trainer."""
+import torch
+
+from common.theory.leading_terms import predicted_weights, theory_matrices
+from common.theory.similarity import matrix_cosine, relative_error
+from common.theory.weight_kinds import WEIGHT_KINDS, log_key, parse_log_key
+
+
+def named_weights(model):
+    """(log key, weight kind, tensor) for every weight of an AttentionOnlyTransformer:
+    `W_O_B_bar`, then per layer `layer_{l}_V_B_bar_Phi_bar`, `layer_{l}_W_Q_bar`, `layer_{l}_P_p_bar`."""
+    for kind in WEIGHT_KINDS:
+        if not kind.per_layer:
+            yield log_key(kind.name), kind.name, getattr(model, kind.name)
+    for l, layer in enumerate(model.layers):
+        for kind in WEIGHT_KINDS:
+            if kind.per_layer:
+                yield log_key(kind.name, l), kind.name, getattr(layer, kind.name)
+
+
+@torch.no_grad()
+def theory_entry(model, stats, lr: float, step: int) -> dict:
+    """Cosine of every weight with its statistic and relative error to the §3 prediction at `step`
+    (None before a kind's prediction becomes non-zero)."""
+    theory, predicted = theory_matrices(stats), predicted_weights(stats, lr, step)
+    entry = {}
+    for key, kind, weight in named_weights(model):
+        entry[key] = matrix_cosine(weight, theory[kind])
+        entry[f"{key}_rel_err"] = (relative_error(weight, predicted[kind]) if predicted[kind].norm() > 0
+                                   else None)
+    return entry
+
+
+@torch.no_grad()
+def path_entry(model, predictions: dict) -> dict:
+    """Cosine of every weight with its path-exact prediction (docs/theory.md §10; `predictions` from
+    common.theory.path_exact.PathExactTracker.predictions()) and the relative error to it, under the keys
+    `W_O_path`, `layer_{l}_V_path`, … and `…_path_rel_err` (None while a prediction is still zero)."""
+    entry = {}
+    for key, kind, weight in named_weights(model):
+        layer, predicted = parse_log_key(key).layer, predictions[kind]
+        entry[log_key(kind, layer, reference="path")] = matrix_cosine(weight, predicted)
+        entry[log_key(kind, layer, reference="path", rel_err=True)] = (
+            relative_error(weight, predicted) if predicted.norm() > 0 else None)
+    return entry

@@ -1,0 +1,97 @@
+"""Leading-term predictions of the weights (docs/theory.md §3, discrete SGD form) and their next-order
+terms (docs/theory.md §10).
+
+From zero initialisation, after s SGD steps of learning rate η on data with statistics `stats`:
+
+    W_O(s) ≈ η s · B̄
+    V^l(s) ≈ η² s(s−1)/2 · (B̄Φ̄)ᵀ
+    W^l(s) ≈ η⁴ Σ_{k<s} k²(k−1)/2 · Q̄
+    P^l(s) ≈ η⁴ Σ_{k<s} k²(k−1)/2 · p̄
+
+(the same for every layer l).  Each coefficient counts how many gradient steps have already fed the
+term: W_O learns from the first step, V needs W_O ≠ 0, and W, P need both V and W_O ≠ 0.
+
+Next-order terms (order=2), with D = diag(P̂(x = i)), Ā = (1/n) Σ ā_tᵀ x_t and L layers; continuous
+time τ = ηs on the right (the discrete sums replace τ²/2, τ³/6, τ³/3):
+
+    W_O:  − η² Σ_{k<s} k / V · D B̄   + L η³ Σ_{k<s} k(k−1)/2 · B̄Φ̄Φ̄ᵀ      (− τ²/2V · D B̄ + L τ³/6 · B̄Φ̄Φ̄ᵀ)
+          − η³ Σ_{k<s} k² / 2V · D (B̄∘B̄ − rowmean)  + η³ Σ_{k<s} k(k−1)/2 / V² · D² B̄
+                                                     (− τ³/6V · D(B̄∘B̄ − rowmean) + τ³/6V² · D²B̄)
+    V:    − η³ Σ_{k<s} k(k−1)/2 / V · (B̄Φ̄)ᵀ D − η³ Σ_{k<s} k² / V · Ā B̄ B̄ᵀ
+                                                                       (− τ³/6V · (B̄Φ̄)ᵀD − τ³/3V · ĀB̄B̄ᵀ)
+
+The D-terms of W_O and both V terms are the output softmax leaving uniform, p_t ≈ (1/V)(1 + z_t +
+½(z_t∘z_t − mean)) with z_t = x_t W_O: through W_O itself (to first and second order in z, and
+the first-order term fed its own next term), and through W_O(k) inside V's gradient Φ̄ᵀW_Oᵀ.  The
+L-term is the attention layers feeding W_O through V.  Checked against autograd
+(tests/test_leading_terms.py): W_O for L = 1 and 3; V for L = 1 only — with several layers V has
+terms of relative order τ² (earlier layers' outputs entering a layer's attention, later layers in the
+backward pass, W_O's L-term) that outgrow these already at τ ≈ 3 and are not derived, so V stays at
+order 1 when n_layers > 1.  W and P keep order 1: their next terms (output softmax, V's and W_O's
+next terms and the attention softmax inside Q̄) are not derived here, so no formula is given for them.
+"""
+from common.theory.statistics import CorpusStatistics
+from common.theory.weight_kinds import WEIGHT_KINDS
+
+
+POWER_NAME = {1: "tau", 2: "tau2", 4: "tau4"}   # the coefficient names below of each leading power
+
+
+def leading_coefficients(lr: float, steps: int) -> dict:
+    """The scalar in front of each statistic after `steps` steps of learning rate `lr` (the discrete
+    sum of the kind's leading power, common/theory/weight_kinds.py)."""
+    c = series_coefficients(lr, steps)
+    return {kind.name: c[POWER_NAME[kind.power]] for kind in WEIGHT_KINDS}
+
+
+def series_coefficients(lr: float, steps: int) -> dict:
+    """The discrete SGD sums behind each power of τ: tau = ηs, tau2 = η² Σ_{k<s} k, tau3 = η³ Σ_{k<s}
+    k(k−1)/2, tau3_sq = η³ Σ_{k<s} k², tau4 = η⁴ Σ_{k<s} k²(k−1)/2."""
+    k = range(steps)
+    return {"tau": lr * steps, "tau2": lr ** 2 * sum(k), "tau3": lr ** 3 * sum(j * (j - 1) / 2 for j in k),
+            "tau3_sq": lr ** 3 * sum(j * j for j in k), "tau4": lr ** 4 * sum(j * j * (j - 1) / 2 for j in k)}
+
+
+def continuous_coefficients(tau: float) -> dict:
+    """The same coefficients in continuous time (the limit η → 0 at fixed τ = ηs)."""
+    return {"tau": tau, "tau2": tau ** 2 / 2, "tau3": tau ** 3 / 6, "tau3_sq": tau ** 3 / 3, "tau4": tau ** 4 / 8}
+
+
+def theory_matrices(stats: CorpusStatistics) -> dict:
+    """{'W_O', 'V', 'W', 'P'} → the statistic each weight kind lines up with (B̄, (B̄Φ̄)ᵀ, Q̄, p̄)."""
+    return {kind.name: getattr(stats, kind.statistic) for kind in WEIGHT_KINDS}
+
+
+def next_order_matrices(stats: CorpusStatistics, n_layers: int = 1) -> dict:
+    """{'W_O', 'V'} → [(coefficient name, matrix)] of the next-order terms: the prediction at order 2
+    is the leading term plus Σ coefficient × matrix (V only for one layer, see the module docstring).  Needs the statistics' bigram, context,
+    value_map, input_frequency and context_input (keep them when computing the statistics)."""
+    needed = ("bigram", "context", "value_map", "input_frequency", "context_input")
+    missing = [name for name in needed if getattr(stats, name, None) is None]
+    if missing:
+        raise ValueError(f"the next-order terms need the statistics {missing}; compute them with "
+                         f"keep=CorpusStatistics.TENSOR_FIELDS + ('context_input',)")
+    B, phi, value_map, frequency = stats.bigram, stats.context, stats.value_map, stats.input_frequency
+    V = B.shape[1]
+    squared = B * B
+    return {"W_O": [("tau2", -frequency[:, None] * B / V), ("tau3", n_layers * (value_map.T @ phi.T)),
+                    ("tau3", frequency[:, None] ** 2 * B / V ** 2),
+                    ("tau3_sq", -frequency[:, None] * (squared - squared.mean(1, keepdim=True)) / (2 * V))],
+            **({"V": [("tau3", -value_map * frequency[None, :] / V),
+                      ("tau3_sq", -(stats.context_input @ B) @ B.T / V)]} if n_layers == 1 else {})}
+
+
+def predicted_weights(stats: CorpusStatistics, lr: float, steps: int, order: int = 1, n_layers: int = 1) -> dict:
+    """{'W_O', 'V', 'W', 'P'} → predicted tensor (same prediction for every layer's V, W, P).
+    `order=2` adds the next-order terms of W_O and V (W and P stay at order 1); `n_layers` enters
+    W_O's order-2 term only."""
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2 (got {order})")
+    coefficients = leading_coefficients(lr, steps)
+    predicted = {name: coefficients[name] * matrix for name, matrix in theory_matrices(stats).items()}
+    if order == 2:
+        series = series_coefficients(lr, steps)
+        for kind, terms in next_order_matrices(stats, n_layers).items():
+            for name, matrix in terms:
+                predicted[kind] = predicted[kind] + series[name] * matrix
+    return predicted

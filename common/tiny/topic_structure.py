@@ -1,0 +1,189 @@
+"""The topic-structure pipeline of topic_structure.py (docs/theory.md §11): corpus → natural tokens → the one
+Trainer (common/tiny/training.py), measuring the trained model and its leading-term twin at every log point with
+common/theory/topic_measures.py → topic_structure.json and figure."""
+import torch
+
+from common.io import UserError
+from common.corpus.lda import read_topic_table
+from common.theory.statistics import CorpusStatistics
+from common.theory.topic_measures import (bin_sizes, contrast, leading_term_model, model_measures, pair_bins,
+                                          statistic_symbol, theory_measures, topic_order, vocabulary_topics)
+from common.theory.weight_kinds import STATISTIC
+from common.tiny.training import TrainConfig, Trainer
+
+
+# -- topic_structure.py --------------------------------------------------------------------------
+class MeasuringTrainer(Trainer):
+    """The one trainer (common/tiny/training.py), calling `recorder(trainer, log entry)` at each log point."""
+    recorder = None
+
+    def log_point(self) -> dict:
+        entry = super().log_point()
+        if self.recorder is not None:
+            self.recorder(self, entry)
+        return entry
+
+
+def _training_config(config: dict, data_dir, out_dir):
+    return TrainConfig.from_dict(dict(config, data_dir=str(data_dir), out_dir=str(out_dir), report_top=0,
+                                      path_exact=False, save_every=0, keep_checkpoints=1, resume=False))
+
+
+def _corpus(config: dict):
+    """(training texts, held-out texts, word → topics table, LDA parameters or None), every input
+    checked before anything is generated or written."""
+    from dataclasses import replace
+
+    from common.corpus.lda import LDAParameters, generate_lda
+    from common.corpus.text import iter_texts, load_text_dataset
+    heldout = config["heldout_documents"]
+    if heldout < 1:
+        raise UserError(f"--heldout_documents must be at least 1 (got {heldout}): the attention is measured on them")
+    if config["data"] == "lda":
+        if config["topics"]:
+            raise UserError("--topics is for a corpus other than --data=lda (the LDA generator knows its topics)")
+        params = LDAParameters.from_config(config).validate(config["seq_len"])
+        corpus = generate_lda(replace(params, n_documents=params.n_documents + heldout), config["seed"])
+        return corpus.documents[:-heldout], corpus.documents[-heldout:], corpus.table, params
+    if not config["topics"]:
+        raise UserError(f"--data={config['data']} needs --topics=<word → topic table.json> (or use --data=lda)")
+    table = read_topic_table(config["topics"])
+    texts = list(iter_texts(load_text_dataset(config["data"])))
+    if len(texts) <= heldout:
+        raise UserError(f"{config['data']} has {len(texts)} documents: too few to hold out "
+                        f"--heldout_documents={heldout} and train on the rest")
+    return texts[:-heldout], texts[-heldout:], table, None
+
+
+class _Recorder:
+    """Called at each of the trainer's log points: measures the trained model and its leading-term twin."""
+
+    def __init__(self, bins, heldout):
+        self.bins, self.heldout, self.trained, self.leading = bins, heldout, [], []
+
+    def __call__(self, trainer, entry):
+        head = {"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"]}
+        self.trained.append(dict(head, **model_measures(trainer.model, self.heldout, self.bins)))
+        twin = leading_term_model(trainer.model, trainer.stats, trainer.cfg.lr, trainer.step)
+        self.leading.append(dict(head, **model_measures(twin, self.heldout, self.bins)))
+
+
+def run_topic_structure(config: dict) -> dict:
+    """The body of topic_structure.py (see its docstring); returns the result written."""
+    import datasets
+
+    from common.io import atomic_directory, write_json
+    from common.corpus.lda import TABLE_FILE, describe
+    from common.corpus.tokenize import keep_in_vocabulary, story_sequences, tokenize_natural, write_token_folder
+
+    if not config["progress"]:
+        datasets.disable_progress_bars()
+    if config.get("num_threads", 0) > 0:
+        torch.set_num_threads(config["num_threads"])
+    train_texts, heldout_texts, table, params = _corpus(config)
+    stories, vocabulary, frequencies, summary = tokenize_natural(
+        datasets.Dataset.from_dict({"text": train_texts}), config["vocab_size"])
+    topics = vocabulary_topics(vocabulary, table, config["topics"] or "the LDA table")
+    bins = pair_bins(topics)
+    heldout = story_sequences(keep_in_vocabulary(datasets.Dataset.from_dict({"text": heldout_texts}), vocabulary),
+                              config["seq_len"], len(vocabulary))[:, :-1].long()
+
+    with atomic_directory(config["out_dir"]) as tmp:
+        write_token_folder(tmp / "data", stories, vocabulary, frequencies, summary, extra_files={TABLE_FILE: table})
+        trainer = MeasuringTrainer(_training_config(config, tmp / "data", tmp / "run"))
+        recorder = trainer.recorder = _Recorder(bins.to(trainer.proc.device), heldout.to(trainer.proc.device))
+        trainer.run()
+        settings = {k: v for k, v in config.items() if not k.startswith("_")}
+        result = {"settings": settings, "lda": describe(params) if params else None,
+                  "vocab_size": len(vocabulary), "pairs": bin_sizes(bins), "heldout_sequences": len(heldout),
+                  "theory": theory_measures(trainer.stats, bins),
+                  "trained": recorder.trained, "leading_terms": recorder.leading}
+        write_json(tmp / "topic_structure.json", result)
+        order, starts = topic_order(topics)
+        plot_topic_structure(result, heatmap_panels(trainer.model, trainer.stats, order), starts,
+                             tmp / "topic_structure")
+    return result
+
+
+# -- figures -----------------------------------------------------------------------------------------
+def heatmap_panels(model, stats: CorpusStatistics, order: list) -> list:
+    """(title, matrix in topic order) for Q̄ beside trained W⁰ and (B̄Φ̄)ᵀ beside trained V⁰."""
+    index = torch.tensor(order, dtype=torch.long)
+    block = lambda m: m.detach().cpu().to(torch.float64)[index][:, index].numpy()
+    layer = model.layers[0]
+    return [(f"{STATISTIC['attention_map'].symbol}  (closed form)", block(stats.attention_map)),
+            ("trained W, layer 0", block(layer.W)),
+            (f"{STATISTIC['value_map'].symbol}  (closed form)", block(stats.value_map)),
+            ("trained V, layer 0", block(layer.V))]
+
+
+def _series(entries: list, key: str):
+    return [contrast(entry[key]) if key in entry else None for entry in entries]
+
+
+def plot_topic_structure(result: dict, panels: list, starts: list, stem) -> list:
+    """Top: block heatmaps in topic order (each on its own symmetric colour scale, topic boundaries
+    drawn).  Bottom: same-topic − different-topic contrast over training, trained (solid) against
+    the closed form (dotted): attention, row cosines of V and W_O, entries of W."""
+    import numpy as np
+
+    from common.plotting import plt, save_figure
+    trained, leading, theory = result["trained"], result["leading_terms"], result["theory"]
+    steps = [entry["step"] for entry in trained]
+    layers = sorted(int(k.rsplit("_", 1)[1]) for k in trained[-1] if k.startswith("attention_layer_"))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8.5), gridspec_kw={"height_ratios": [1.1, 1]})
+    for ax, (title, matrix) in zip(axes[0], panels):
+        limit = float(np.abs(matrix).max()) or 1.0
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        for start in starts:
+            ax.axhline(start - 0.5, color="black", linewidth=0.4)
+            ax.axvline(start - 0.5, color="black", linewidth=0.4)
+        ax.set(title=title, xticks=[], yticks=[], xlabel="tokens by topic")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    lines = [("attention A[t,s], s<t (held-out)", "attention_layer_{l}", None, "leading"),
+             ("V rows: cosine", "V_layer_{l}_cosine", "value_map_cosine", None),
+             ("W_O rows: cosine", "W_O_cosine", "bigram_cosine", None),
+             ("W entries (symlog)", "W_layer_{l}", None, "leading_once")]   # the prediction is one for every layer
+    for ax, (title, key, statistic, closed) in zip(axes[1], lines):
+        for l in (layers if "{l}" in key else [None]):
+            name = key.format(l=l)
+            color = colors[(l or 0) % len(colors)]
+            label = f"layer {l}" if l is not None else "trained"
+            ax.plot(steps, _series(trained, name), color=color, marker=".", label=label)
+            if closed == "leading" or (closed == "leading_once" and l == layers[0]):
+                ax.plot(steps, _series(leading, name), color=color if closed == "leading" else "black",
+                        linestyle=":", label="leading terms" + (f", layer {l}" if closed == "leading" else ""))
+        if statistic:
+            ax.axhline(contrast(theory[statistic]), color="black", linestyle=":",
+                       label=f"closed form {statistic_symbol(statistic)}")
+        if closed and key.startswith("W_layer"):
+            largest = max((abs(v) for v in _series(trained, name) if v), default=1.0)
+            ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(max(1e-12, 1e-3 * largest))))
+        if not statistic:   # the cosine panels stay near their closed form, far from 0
+            ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set(title=title, xlabel="step", ylabel="same topic − different topic", xscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    lda = result.get("lda")
+    fig.suptitle("topic structure: trained weights against their closed forms" +
+                 (f" (LDA: {lda['n_topics']} topics × {lda['words_per_topic']} words, α = {lda['alpha']}, "
+                  f"overlap {lda['overlap']})" if lda else ""))
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def print_summary(result: dict, out_dir) -> None:
+    """The closed forms' and the last log point's same-topic / different-topic means, one line each."""
+    show = lambda m: (f"same token {m['same_token']:+.3e}  same topic {m['same_topic']:+.3e}  "
+                      f"different topic {m['different_topic']:+.3e}" if None not in m.values() else str(m))
+    print(f"{result['vocab_size']} tokens, pairs {result['pairs']}")
+    print("closed forms:")
+    for field, measure in result["theory"].items():
+        print(f"  {statistic_symbol(field):<16} {show(measure)}")
+    last = result["trained"][-1]
+    print(f"trained, step {last['step']} (loss {last['loss']:.4f}):")
+    for key, measure in last.items():
+        if isinstance(measure, dict):
+            print(f"  {key:<20} {show(measure)}")
+    print(f"wrote {out_dir}/topic_structure.json and topic_structure.png/.pdf")

@@ -1,0 +1,173 @@
+"""The Tiny Stories trainer: theory tracking, logs and files, resume, accumulation, DDP (docs/theory.md §3, §5, §7)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from common.io import UserError
+from common.corpus.tokenize import tokenize_natural, write_token_folder
+from common.tiny.training import (TrainConfig, Trainer, checkpoint_paths, event_steps,
+                             micro_batch_indices, train)
+from conftest import tiny_stories
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is fastest, and two spinning threads on a busy 2-core machine cost 20×."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny") / "natural"
+    stories = datasets.Dataset.from_dict({"text": tiny_stories(96)})
+    write_token_folder(folder, *tokenize_natural(stories, vocab_size=3000))
+    return folder
+
+
+def config(data_dir, out_dir, **changes):
+    base = dict(data_dir=str(data_dir), out_dir=str(out_dir), seq_len=16, n_layers=3, batch_size=8,
+                grad_accum=1, epochs=2, lr=0.5, log_every=0.5, save_every=0.5, report_top=0, progress=False,
+                device="cpu", seed=3)
+    base.update(changes)
+    return base
+
+
+def weights(out_dir):
+    return load_file(str(checkpoint_paths(out_dir)[-1]))
+
+
+def test_end_to_end_log_keys_files_and_theory(data_dir, tmp_path):
+    result = train(config(data_dir, tmp_path / "run", batch_size=96, epochs=3, lr=0.01, log_every=1.0,
+                          report_top=3, report_tokens=2, report_words="bird,dog,unicorn"))
+    out = tmp_path / "run"
+    logs = json.loads((out / "training_logs.json").read_text())
+    assert [e["step"] for e in logs] == [1, 2, 3] and result["step"] == 3
+    expected = {"epoch", "step", "loss", "lr", "W_O_B_bar", "W_O_B_bar_rel_err"}
+    for l in range(3):
+        for key in (f"layer_{l}_W_Q_bar", f"layer_{l}_V_B_bar_Phi_bar", f"layer_{l}_P_p_bar"):
+            expected |= {key, key + "_rel_err"}
+    # the path-exact comparison (docs/theory.md §10), on by default
+    from common.theory.weight_kinds import WEIGHT_KINDS, log_key
+    for kind in WEIGHT_KINDS:
+        for l in (range(3) if kind.per_layer else [None]):
+            expected |= {log_key(kind.name, l, "path", rel_err) for rel_err in (False, True)}
+    assert set(logs[0]) == expected
+    # one full batch per step: the path-exact prediction is the §3 one
+    assert logs[-1]["layer_1_V_path"] == pytest.approx(logs[-1]["layer_1_V_B_bar_Phi_bar"], abs=1e-6)
+    assert logs[0]["layer_0_W_path_rel_err"] is None
+    # full-batch steps from zero: W_O = ηB̄ exactly after one step; the rest follow the §3 polynomial
+    assert logs[0]["W_O_B_bar"] > 0.99 and logs[0]["W_O_B_bar_rel_err"] < 1e-3
+    assert logs[-1]["layer_2_V_B_bar_Phi_bar"] > 0.99 and logs[-1]["layer_0_W_Q_bar"] > 0.99
+    assert logs[-1]["layer_0_V_B_bar_Phi_bar_rel_err"] < 0.01
+    assert logs[0]["layer_0_W_Q_bar_rel_err"] is None      # the W prediction is 0 before step 3
+    assert logs[0]["loss"] == pytest.approx(torch.log(torch.tensor(float(json.loads(
+        (data_dir / "summary.json").read_text())["vocab_size"]))).item(), abs=1e-4)
+    assert sorted(p.name for p in out.iterdir()) == ["associations.md", "checkpoints", "config.json",
+                                                     "explorer.html", "training_logs.json"]
+    meta = json.loads(checkpoint_paths(out)[-1].with_suffix(".json").read_text())
+    assert meta["step"] == 3 and meta["lr"] == 0.01 and meta["vocab_size"] > 20 and meta["seq_len"] == 16
+    report = (out / "associations.md").read_text()
+    bird = report[report.index("## `bird`"):report.index("## `dog`")]
+    assert "| B̄ | a → next token | `flew`" in bird and "| W_O | trained, as B̄ | `flew`" in bird
+    assert "Not in the vocabulary: unicorn" in report
+
+
+def test_schedule_helpers():
+    assert event_steps(0.5, 10, 20) == {5, 10, 15, 20}
+    assert event_steps(0.25, 3, 6) == {1, 2, 3, 4, 5, 6}          # several log points per step collapse
+    assert event_steps(0, 10, 20) == {20} and event_steps(3.0, 10, 20) == {20}
+    assert event_steps(0.3, 10, 20) == {3, 6, 9, 12, 15, 18, 20}
+    order = torch.arange(100)
+    # one process with batch 4 sees what two processes with batch 2 see, micro-step by micro-step
+    one = micro_batch_indices(order, 1, 0, 0, 4, 2, 1).tolist()
+    two = micro_batch_indices(order, 1, 0, 0, 2, 2, 2).tolist() + micro_batch_indices(order, 1, 0, 1, 2, 2, 2).tolist()
+    assert one == two == [8, 9, 10, 11]
+
+
+def test_resume_is_bit_identical(data_dir, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(config(data_dir, full, epochs=3, save_every=1.0))
+    # interrupted after 7 steps (not at a log point nor at a checkpoint of the full run), then resumed
+    train(config(data_dir, part, epochs=3, save_every=1.0, max_steps=7))
+    # the step that stopped the run is logged (off the schedule of log points at 3, 6, 9, …)
+    assert [e["step"] for e in json.loads((part / "training_logs.json").read_text())][-2:] == [6, 7]
+    train(config(data_dir, part, epochs=3, save_every=1.0, resume=True))
+    assert (part / "training_logs.json").read_text() == (full / "training_logs.json").read_text()
+    a, b = weights(full), weights(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_a_crash_drops_log_entries_past_the_checkpoint(data_dir, tmp_path):
+    full, crashed = tmp_path / "full", tmp_path / "crashed"
+    train(config(data_dir, full, epochs=2, save_every=1.0))
+    train(config(data_dir, crashed, epochs=2, save_every=1.0))
+    newest = checkpoint_paths(crashed)[-1]           # as if the run died after logging, before saving
+    newest.unlink()
+    newest.with_suffix(".json").unlink()
+    train(config(data_dir, crashed, epochs=2, save_every=1.0, resume=True))
+    assert (crashed / "training_logs.json").read_text() == (full / "training_logs.json").read_text()
+    a, b = weights(full), weights(crashed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_another_configuration_and_fresh_runs_refuse_old_ones(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train(config(data_dir, out, epochs=1))
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(UserError, match="another configuration .*lr"):
+        train(config(data_dir, out, epochs=2, lr=0.1, resume=True))
+    with pytest.raises(UserError, match="already holds a run"):
+        train(config(data_dir, out, epochs=2))
+    with pytest.raises(UserError, match="no checkpoint"):
+        train(config(data_dir, tmp_path / "empty", resume=True))
+    assert sorted(p.name for p in out.rglob("*")) == before and not (tmp_path / "empty").exists()
+
+
+def test_gradient_accumulation_equals_the_larger_batch(data_dir, tmp_path):
+    train(config(data_dir, tmp_path / "big", batch_size=8, grad_accum=1))
+    train(config(data_dir, tmp_path / "accum", batch_size=2, grad_accum=4))
+    a, b = weights(tmp_path / "big"), weights(tmp_path / "accum")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+def test_bad_training_inputs_leave_no_output(data_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="longer than every story"):
+        Trainer(TrainConfig.from_dict(config(data_dir, out, seq_len=500)))
+    with pytest.raises(UserError, match="fewer than one global batch"):
+        Trainer(TrainConfig.from_dict(config(data_dir, out, batch_size=10_000)))
+    with pytest.raises(UserError, match="data folder not found"):
+        Trainer(TrainConfig.from_dict(config(tmp_path / "nothing", out)))
+    assert not out.exists()
+
+
+def test_two_gloo_processes_match_one(data_dir, tmp_path):
+    """torchrun with 2 CPU processes (batch 4 each) against 1 process (batch 8): same global batch."""
+    train(config(data_dir, tmp_path / "one", batch_size=8, epochs=2))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "tiny_self_attn_natural.py", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'two'}",
+               "--seq_len=16", "--batch_size=4", "--epochs=2", "--lr=0.5", "--log_every=0.5",
+               "--save_every=0.5", "--report_top=0", "--progress=False", "--device=cpu", "--seed=3"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    one = json.loads((tmp_path / "one" / "training_logs.json").read_text())
+    two = json.loads((tmp_path / "two" / "training_logs.json").read_text())
+    assert [e["step"] for e in one] == [e["step"] for e in two]
+    for e1, e2 in zip(one, two):
+        assert e1["loss"] == pytest.approx(e2["loss"], abs=1e-6)
+        assert e1["layer_1_W_Q_bar"] == pytest.approx(e2["layer_1_W_Q_bar"], abs=1e-6)
