@@ -1,7 +1,7 @@
 """`make demo`: the whole Tiny Stories pipeline on the embedded synthetic corpus, on a CPU, in a few
 minutes — each step is one of the real scripts, run with the command it prints:
 
-    1. tiny_tokenize_natural.py   synthetic stories → natural tokens (vocabulary of the corpus, ~700 words)
+    1. tiny_tokenize_natural.py   synthetic stories → natural tokens (the corpus's whole vocabulary)
     2. tiny_self_attn_natural.py  3-layer attention-only model, plain SGD, cosines with theory logged
     3. tiny_plot_logs.py          training curves (PNG + PDF)
     4. tiny_causal.py             loss change when each weight loses its theory direction
@@ -9,7 +9,7 @@ The association report (associations.md) is written by step 2 and lists the plan
 (bird → flew, dog → barked, …) among the strongest partners of B̄ and of the trained W_O.
 
 The demo stops at ηs ≈ 41 (η = 0.45, 92 steps of 64 sequences): the end of the early regime, where the
-leading terms still describe every weight (cosines ≳ 0.9) while the loss has started to fall. Training
+leading terms still describe every weight's direction (docs/results.md §1) while the loss has started to fall. Training
 longer (--epochs=3 on the training command) shows the regime ending: the loss drops quickly and the
 cosines of W and P fall first.
 Outputs go to --out_dir (replaced on every run).

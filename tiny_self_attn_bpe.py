@@ -10,9 +10,10 @@ Usage:
     python tiny_self_attn_bpe.py --resume=True       # continue from the newest checkpoint
     python tiny_self_attn_bpe.py --stats_sequences=512   # the release's statistics from 4 batches of 128
 """
-from tiny_self_attn_natural import *  # noqa: F401,F403  (the shared hyperparameters; BPE values below)
-from common.config import override
+from common.config import inherit, override
 from common.io import exit_on_user_error
+
+inherit(globals(), "tiny_self_attn_natural.py")   # every setting of the natural script; the BPE values below
 
 data_dir = "data/bpe"           # output folder of tiny_tokenize_bpe.py
 out_dir = "out/bpe"             # run folder: logs, checkpoints, report
@@ -25,5 +26,5 @@ save_every = 1.0                # epochs between checkpoints
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.tiny.training import print_final, train
-        print_final(train(override(globals())))
+        from tiny_self_attn_natural import run
+        run(override(globals()))

@@ -22,6 +22,8 @@ n_layers = 3                    # the paper's depth (the release script defaulte
 batch_size = 512                # sequences per process (per GPU) per micro-step
 grad_accum = 1                  # micro-steps per optimiser step
 epochs = 100
+tau = 0.0                       # train until τ = lr × steps reaches this instead of for `epochs` (0: use epochs);
+                                # the theory's clock: the early regime ends at a τ tiny_regime.py predicts
 max_steps_per_epoch = 0         # 0: every full global batch
 max_steps = 0                   # stop early after this many optimiser steps (0: all epochs)
 lr = 0.005                      # plain SGD, no momentum, no weight decay
@@ -45,7 +47,20 @@ deterministic = True            # deterministic kernels: same data, settings, se
 tf32 = False                    # TensorFloat-32 matmuls on GPU: ~4.5× faster on an H100, ~1e-3 relative error
 progress = True                 # tqdm progress bar with the loss
 
+
+
+def run(settings: dict) -> None:
+    """Train, then write the association report and the explorer page (report_top > 0); shared with
+    tiny_self_attn_bpe.py."""
+    from common.tiny.explorer import ExplorerPage
+    from common.tiny.report import AssociationReport
+    from common.tiny.training import final_summary, train
+    outputs = [AssociationReport(), ExplorerPage()] if settings["report_top"] > 0 else []   # what the run writes
+    result = train(settings, callbacks=outputs, log=print)
+    if result["main"]:
+        print("\n".join(final_summary(result)))
+
+
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.tiny.training import print_final, train
-        print_final(train(override(globals())))
+        run(override(globals()))

@@ -9,9 +9,10 @@ Usage:
 Tokenising is CPU work (no torchrun needed).
 Writes --out_dir/{stories/, vocabulary.json, token_frequencies.json, summary.json, tokenizer.json}.
 """
-from tiny_tokenize_natural import *  # noqa: F401,F403  (the shared hyperparameters; BPE values below)
-from common.config import override
+from common.config import inherit, override
 from common.io import exit_on_user_error
+
+inherit(globals(), "tiny_tokenize_natural.py")   # every setting of the natural tokenizer; the BPE values below
 
 vocab_size = 10000                # BPE vocabulary size, special tokens included
 out_dir = "data/bpe"              # output folder (replaced atomically)

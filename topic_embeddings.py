@@ -21,8 +21,8 @@ out_dir = "out/topic_embeddings"
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.checkpoints.topic_embeddings import run_topic_embeddings
-        result = run_topic_embeddings(override(globals()))
+        from common.checkpoints.topic_embeddings import TopicEmbeddingsConfig, run_topic_embeddings
+        result = run_topic_embeddings(TopicEmbeddingsConfig.from_settings(override(globals())))
         for record in result["revisions"]:
             inner, cosine = record["inner"], record["cosine"]
             print(f"{record['revision']:>12}  inner product: same topic {inner['same_topic']:+.3e}  "

@@ -45,5 +45,7 @@ out_dir = "out/topics"          # replaced as a whole when the run succeeds
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.tiny.topic_structure import print_summary, run_topic_structure
-        print_summary(run_topic_structure(override(globals())), out_dir)
+        from common.tiny.topic_structure import TopicStructureConfig, run_topic_structure, summary_lines
+        result = run_topic_structure(TopicStructureConfig.from_settings(override(globals())))
+        print("\n".join(summary_lines(result)))
+        print(f"wrote {out_dir}/topic_structure.json and topic_structure.png/.pdf")

@@ -24,7 +24,7 @@ Single process, one device (a GPU when present); no distributed launch.
 import math
 
 import torch
-from tqdm.auto import tqdm
+from common.progress import progress_bar
 
 from common.checkpoints.architectures import BY_NAME
 from common.config import override
@@ -127,7 +127,7 @@ def main(config):
     order, position, log = torch.randperm(len(windows), generator=generator), 0, []
     state = lambda step, loss: dict(config, step=step, loss=loss, n_windows=len(windows))
     save_revision(model, tok, name(0), state(0, None))
-    progress = tqdm(range(1, max_steps + 1), desc="training")
+    progress = progress_bar(range(1, max_steps + 1), desc="training")
     for step in progress:
         if position + batch_size > len(order):
             order, position = torch.randperm(len(windows), generator=generator), 0

@@ -4,7 +4,7 @@ shape (24 layers, d_model 2048, 16 heads, V = 50304), statistics from random doc
 GPU memory per phase as a table.  Single process, one GPU.  `--architecture` picks another family's
 layout (common/checkpoints/architectures.py) for the same measurement.
 
-    python benchmarks/gpu_pythia_bench.py                              # H100/H200, about 1–3 minutes
+    python benchmarks/gpu_pythia_bench.py                              # H100/H200 (timings: docs/benchmarks.md §8)
     python benchmarks/gpu_pythia_bench.py --architecture=gpt2 --n_layers=24 --d_model=1024 --n_heads=16 \
         --intermediate_size=4096 --vocab_size=50257                    # GPT-2-medium's shape
     python benchmarks/gpu_pythia_bench.py --architecture=llama --n_layers=22 --d_model=2048 --n_heads=32 \

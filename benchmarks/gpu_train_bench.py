@@ -9,7 +9,7 @@ optimiser step, tokens/s, peak GPU memory, and the achieved TFLOP/s of the dense
 (forward h@W, h@V at layers 2..L and h@W_O, each with its two backward products:
 3 · (2(L−1)+1) · 2·B·T·V² per micro-batch; the T×T attention products and the gathers of layer 1
 are not counted). Then the time of the docs/theory.md §2 statistics (float64) of `stats_sequences` sequences.
-Nothing here imports `datasets` (the GPU machine does not have it). About 1–2 minutes on an H100.
+Nothing here imports `datasets` (the GPU machine does not have it). Timings: docs/benchmarks.md §8.
 
     python benchmarks/gpu_train_bench.py
     python benchmarks/gpu_train_bench.py --device=cpu --natural_vocab=40 --bpe_vocab=60 \\

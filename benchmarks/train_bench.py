@@ -5,7 +5,7 @@ the same inputs: tokens per second of forward + backward + SGD update.
     python benchmarks/train_bench.py --vocab_size=3000 --seq_len=200 --batch_size=4
 
 Ours: common.tiny.training.sgd_step on the model of common/theory/model.py (layer 1 as row gathers W[tokens],
-V[tokens]; the position bias DM(P) as one gather). Naive (benchmarks/naive.py): a dense one-hot
+V[tokens]; the position bias DM(P) as one gather). Naive (common/theory/reference.py): a dense one-hot
 product at layer 1 and a Python loop filling DM(P) diagonal by diagonal; same step function around it.
 The cost of determinism (docs/theory.md §13): our step with deterministic kernels (the trainer's
 default) against the same step with `--deterministic=False`, timed alternately in one run.

@@ -1,23 +1,53 @@
 """nanoGPT-style configuration: a script defines plain hyperparameters at its top, then calls
 `override(globals())`; `--name=value` or `--name value` on the command line replaces a default.
 Values are parsed as Python literals when they look like one (numbers, booleans, None, lists),
-and must keep the default's type (an int default accepts a float only if it is whole)."""
+and must keep the default's type (an int default accepts a float only if it is whole).  A setting
+whose default is None states its type with an annotation (`top_tokens: int | None = None`), so a
+wrong value fails before any work.
+
+A script that shares another's settings (the BPE scripts share the natural ones) calls
+`inherit(globals(), "other_script.py")` before its own block: every hyperparameter of the other
+script, and its comment for --help, without a star import.
+
+The script's block is the one home of each default and its comment; library code receives the
+settings as a typed object built with `from_settings` (every settings class derives from `Settings`).
+"""
 import ast
-import re
+import difflib
+import importlib.util
+import io
 import sys
+import tokenize
+import typing
+from dataclasses import fields
 from pathlib import Path
 
 from common.io import UserError
 
+TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", list: "a list", tuple: "a list",
+              bool: "True or False"}
+SIMPLE = (int, float, bool, str, list, tuple, type(None))
+HELP_COLUMN = 40   # a longer `--name=default` puts its comment on the next line
 
-TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", list: "a list", tuple: "a list"}
+
+class Settings:
+    """Base of the typed settings objects (dataclasses) the library receives from a script."""
+
+    @classmethod
+    def from_settings(cls, settings: dict):
+        """The settings object of a script's settings (extra keys — other scripts' or private ones — are
+        left out)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in names})
 
 
-def _parse(raw: str, default):
+def _parse(raw: str, default, annotation=None):
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         value = raw
+    if default is None and annotation is not None:
+        return _parse_annotated(raw, value, annotation)
     if default is None or value is None:
         return value
     if isinstance(default, bool):
@@ -40,12 +70,33 @@ def _parse(raw: str, default):
     return value
 
 
+def _parse_annotated(raw: str, value, annotation):
+    """A value for a setting whose default is None, checked against its annotation (`int | None`)."""
+    allowed = [a for a in typing.get_args(annotation) or (annotation,) if a is not type(None)]
+    if value is None:
+        return None
+    for kind in allowed:
+        try:
+            return _parse(raw, kind() if kind is not bool else False)
+        except (UserError, TypeError):
+            continue
+    names = " or ".join(TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind))) for kind in allowed)
+    raise UserError(f"expected {names} (or None), got {raw!r}")
+
+
+def hyperparameter_names(config: dict) -> set:
+    return {k for k, v in config.items() if not k.startswith("_") and isinstance(v, SIMPLE)
+            and not isinstance(v, type)}
+
+
 def override(config: dict, argv=None) -> dict:
     """Apply `--key=value` / `--key value` overrides to the hyperparameters in `config` (a script's
-    globals()); returns {key: value} of every hyperparameter, for logging."""
+    globals()); returns {key: value} of every hyperparameter, for the run, plus `_explicit`: the
+    settings given on the command line (a resumed run takes the others from its saved config.json).
+    Every argument is checked before the script does any work."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    keys = {k for k, v in config.items() if not k.startswith("_")
-            and isinstance(v, (int, float, bool, str, list, tuple, type(None)))}
+    keys = hyperparameter_names(config)
+    annotations = config.get("__annotations__", {})
     i, explicit = 0, []
     while i < len(argv):
         arg = argv[i]
@@ -61,47 +112,92 @@ def override(config: dict, argv=None) -> dict:
             i += 1
             raw = argv[i]
         if key not in keys:
-            raise UserError(f"unknown option --{key}; known: {', '.join('--' + k for k in sorted(keys))}")
+            close = difflib.get_close_matches(key, sorted(keys), n=1)
+            raise UserError(f"unknown option --{key}" + (f"; did you mean --{close[0]}?" if close
+                                                         else "; --help lists the options"))
         try:
-            config[key] = _parse(raw, config[key])
+            config[key] = _parse(raw, config[key], annotations.get(key))
         except UserError as error:
             raise UserError(f"--{key}: {error}") from None
         explicit.append(key)
         i += 1
-    # `_explicit`: which settings the user gave (a resumed run takes the others from its saved config.json)
     return dict({k: config[k] for k in sorted(keys)}, _explicit=explicit)
 
 
+# -- sharing another script's settings -------------------------------------------------------------
+def load_script(path):
+    """The module of a script (its hyperparameter block runs; its `__main__` body does not)."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"_settings_of_{path.stem}", path)
+    if spec is None or not path.exists():
+        raise UserError(f"{path} does not exist")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def inherit(config: dict, script: str) -> None:
+    """Copy every hyperparameter of `script` (a file beside the calling script) into `config` (the
+    calling script's globals()), with its annotation; --help lists them with the other script's
+    comments."""
+    path = Path(config["__file__"]).resolve().with_name(script)
+    module = vars(load_script(path))
+    for key in hyperparameter_names(module):
+        config[key] = module[key]
+    config.setdefault("__annotations__", {}).update(module.get("__annotations__", {}))
+    config["__inherits__"] = str(path)
+
+
+def script_settings(path) -> dict:
+    """{name: default} of a script's hyperparameter block (inherited ones included)."""
+    module = vars(load_script(path))
+    return {k: module[k] for k in hyperparameter_names(module)}
+
+
+# -- help ------------------------------------------------------------------------------------------
 def hyperparameter_comments(path) -> dict:
-    """{name: comment} of the script's top-level `name = value   # comment` lines, in file order;
-    a comment continued on the following comment-only lines is joined."""
-    comments, last = {}, None
+    """{name: comment} of a script's top-level assignments, in file order, read with Python's own
+    parser and tokenizer: the comment on the assignment's last line, continued on the comment-only
+    lines indented below it."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        source = Path(path).read_text(encoding="utf-8")
     except (OSError, TypeError):
-        return comments
-    for line in lines:
-        inherited = re.match(r"from (\w+) import \*", line)   # a script sharing another's hyperparameters
-        if inherited:
-            comments.update(hyperparameter_comments(Path(path).with_name(inherited.group(1) + ".py")))
+        return {}
+    comments_by_line, comment_only = {}, set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, column = token.start
+            comments_by_line[row] = token.string[1:].strip()
+            if not token.line[:column].strip() and column > 0:
+                comment_only.add(row)
+    comments = {}
+    for node in ast.parse(source).body:
+        targets = ([node.target] if isinstance(node, ast.AnnAssign) else
+                   node.targets if isinstance(node, ast.Assign) else [])
+        if len(targets) != 1 or not isinstance(targets[0], ast.Name):
             continue
-        match = re.match(r"([A-Za-z]\w*)\s*=\s*[^#]*?(?:#\s*(.*))?$", line)
-        if match:
-            last = match.group(1)
-            comments[last] = (match.group(2) or "").strip() or comments.get(last, "")
-        elif last and re.match(r"\s{8,}#\s*(.*)", line):
-            comments[last] += " " + line.strip()[1:].strip()
-        else:
-            last = None
+        row = node.end_lineno
+        text = [comments_by_line[row]] if row in comments_by_line and row not in comment_only else []
+        while row + 1 in comment_only:
+            row += 1
+            text.append(comments_by_line[row])
+        comments[targets[0].id] = " ".join(text)
     return comments
 
 
 def help_text(config: dict, keys) -> str:
-    """The script's docstring, then every hyperparameter with its default and its comment."""
-    comments = hyperparameter_comments(config.get("__file__"))
+    """The script's docstring, then every hyperparameter with its default and its comment (an
+    inherited one with the comment of the script it comes from, unless this script comments it)."""
+    comments = hyperparameter_comments(config.get("__inherits__"))
+    own = hyperparameter_comments(config.get("__file__"))
+    comments.update({k: c for k, c in own.items() if c or k not in comments})
     ordered = [k for k in comments if k in keys] + sorted(k for k in keys if k not in comments)
-    width = max((len(f"--{k}={config[k]!r}") for k in ordered), default=0)
     lines = [(config.get("__doc__") or "").rstrip(), "", "hyperparameters (override with --name=value):"]
     for k in ordered:
-        lines.append(f"  {f'--{k}={config[k]!r}':<{width}}  {comments.get(k, '')}".rstrip())
+        option = f"--{k}={config[k]!r}"
+        comment = comments.get(k, "")
+        if len(option) > HELP_COLUMN and comment:
+            lines += [f"  {option}", f"  {'':<{HELP_COLUMN}}  {comment}"]
+        else:
+            lines.append(f"  {option:<{HELP_COLUMN}}  {comment}".rstrip())
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Shared test helpers: the one script runner, the Markov corpus and the tiny story corpus
 (imported as `from conftest import …`; pytest puts tests/ on the path)."""
+import itertools
 import os
 import random
 import subprocess
@@ -94,3 +95,23 @@ def tiny_model(family, seed=0, layers=2, d=24, heads=4, kv_heads=0, scale=0.3, v
             is_gain = p.dim() == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight")
             p.normal_(1.0 if is_gain else 0.0, scale)
     return model.double()
+
+
+# -- topic bins by brute force (the topic measures' ground truth) --
+from common.theory.topic_measures import BINS  # noqa: E402  (the bin names the measures report)
+
+TOPICS = [frozenset({0}), frozenset({0}), frozenset({0, 1}), frozenset({1}), frozenset({1}), frozenset()]
+
+
+def brute_bin(a: int, b: int, topics=TOPICS):
+    if not topics[a] or not topics[b]:
+        return None
+    return "same_token" if a == b else "same_topic" if topics[a] & topics[b] else "different_topic"
+
+
+def brute_means(values, topics=TOPICS) -> dict:
+    sums = {name: [] for name in BINS}
+    for a, b in itertools.product(range(len(topics)), repeat=2):
+        if brute_bin(a, b, topics):
+            sums[brute_bin(a, b, topics)].append(float(values[a][b]))
+    return {name: sum(v) / len(v) if v else None for name, v in sums.items()}

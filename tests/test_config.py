@@ -46,17 +46,78 @@ def test_explicit_settings_are_recorded():
     assert values["_explicit"] == ["lr"]
 
 
-SCRIPTS = sorted(p.name for p in Path(__file__).resolve().parents[1].glob("*.py"))
+def test_a_typo_gets_the_closest_name():
+    with pytest.raises(UserError, match="unknown option --epoch; did you mean --epochs"):
+        override({"epochs": 1, "lr": 0.1}, ["--epoch=3"])
 
 
-def test_every_script_answers_help_without_side_effects(tmp_path):
-    """`--help` prints the docstring and the hyperparameters and touches nothing (demo.py used to
-    delete out/demo and rerun the demo)."""
-    root = Path(__file__).resolve().parents[1]
-    before = {p for p in root.rglob("*") if "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
-    for name in SCRIPTS:
-        result = run_script(name, "--help", timeout=120)
-        assert "hyperparameters (override with --name=value)" in result.stdout, name
-        assert result.stdout.lstrip().split("\n")[0], name          # the docstring comes first
-    after = {p for p in root.rglob("*") if "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
-    assert after == before
+def test_a_setting_whose_default_is_none_is_checked_by_its_annotation():
+    config = {"top_tokens": None, "__annotations__": {"top_tokens": int | None}}
+    with pytest.raises(UserError, match="--top_tokens: expected a whole number"):
+        override(config, ["--top_tokens=abc"])
+    override(config, ["--top_tokens=2000"])
+    assert config["top_tokens"] == 2000
+    override(config, ["--top_tokens=None"])
+    assert config["top_tokens"] is None
+
+
+def test_long_defaults_keep_the_comments_in_one_column(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text('revisions = ["step%d" % i for i in range(40)]   # which revisions\nlr = 0.1   # rate\n')
+    from common.config import HELP_COLUMN, help_text
+    config = {"__file__": str(script), "revisions": [f"step{i}" for i in range(40)], "lr": 0.1}
+    lines = help_text(config, {"revisions", "lr"}).splitlines()
+    for comment in ("which revisions", "rate"):
+        line = next(line for line in lines if line.endswith(comment))
+        assert line.index(comment) == HELP_COLUMN + 4
+
+
+def test_comments_are_read_by_the_parser_not_by_pattern(tmp_path):
+    """Assignments over several lines, annotated ones, and a comment-only line that belongs to nobody."""
+    from common.config import hyperparameter_comments
+    script = tmp_path / "script.py"
+    script.write_text('# header comment\nsizes = [1,\n         2]   # two sizes\ntop: int | None = None   # or all\n'
+                      '        # the rest of it\n\nx = 1\n')
+    assert hyperparameter_comments(script) == {"sizes": "two sizes", "top": "or all the rest of it", "x": ""}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_script_inherits_every_setting_and_comment_of_another():
+    """tiny_self_attn_bpe.py shares the natural script's settings (no star import) and --help lists every
+    one with the natural script's comment, or its own where it sets one."""
+    from common.config import hyperparameter_comments, inherit, script_settings
+    natural, bpe = script_settings(ROOT / "tiny_self_attn_natural.py"), script_settings(ROOT / "tiny_self_attn_bpe.py")
+    assert set(natural) == set(bpe) and bpe["batch_size"] == 128 and natural["batch_size"] == 512
+    assert {k for k in natural if natural[k] != bpe[k]} == {"data_dir", "out_dir", "batch_size", "grad_accum", "epochs",
+                                                            "max_steps_per_epoch", "log_every", "save_every"}
+    result = run_script("tiny_self_attn_bpe.py", "--help")
+    comments = hyperparameter_comments(ROOT / "tiny_self_attn_natural.py")
+    for key, comment in comments.items():
+        if comment and key not in hyperparameter_comments(ROOT / "tiny_self_attn_bpe.py"):
+            assert f"--{key}=" in result.stdout and comment in result.stdout, key
+    config = {"__file__": str(ROOT / "tiny_tokenize_bpe.py")}
+    inherit(config, "tiny_tokenize_natural.py")
+    assert config["vocab_size"] == 3000 and config["__inherits__"].endswith("tiny_tokenize_natural.py")
+
+
+def settings_classes():
+    """(script, settings class) pairs: each class's defaults must equal its script's block."""
+    from common.checkpoints.topic_embeddings import TopicEmbeddingsConfig
+    from common.corpus.lda import LDAParameters
+    from common.tiny.topic_structure import TopicStructureConfig
+    from common.tiny.training import TrainConfig
+    return [("tiny_self_attn_natural.py", TrainConfig), ("topic_structure.py", TopicStructureConfig),
+            ("topic_structure.py", LDAParameters), ("topic_embeddings.py", TopicEmbeddingsConfig)]
+
+
+@pytest.mark.parametrize("script, settings_class", settings_classes(), ids=lambda v: getattr(v, "__name__", v))
+def test_every_settings_class_default_equals_its_scripts_block(script, settings_class):
+    from dataclasses import MISSING, fields
+
+    from common.config import script_settings
+    block = script_settings(ROOT / script)
+    for field in fields(settings_class):
+        assert field.name in block, f"{settings_class.__name__}.{field.name} is not a setting of {script}"
+        assert field.default is not MISSING and field.default == block[field.name], field.name

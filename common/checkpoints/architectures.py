@@ -1,21 +1,34 @@
 """One adapter per family of checkpointed causal LM (docs/theory.md §12): where each family keeps what the
-comparison of docs/theory.md §6 reads, kept apart from the generic fold and centring written once below.
+comparison of docs/theory.md §6 reads, kept apart from the generic rule written once below.
 
-Each adapter states
-  - the weight layout: how the per-head query and key maps come out of the weights, returned in the
-    orientation q = x W + b, W [heads, d_model, head_size] (fused or separate projections, Conv1D
-    [in, out] or Linear [out, in]; grouped-query key heads, one per group of query heads);
-  - the norm rule before attention: LayerNorm (γ, β: fold γ into W, β into the biases, centre over
-    d_model), RMSNorm (γ only: fold γ, no centring, H̃ = H_pre itself), parameter-free LayerNorm
-    (centre only);
-  - where the representations are read: the residual stream entering each layer (H_pre), the output
-    of its attention module (H_mid = H_pre + that output, the residual between attention and MLP of a
-    sequential layer, the parallel-residual layer without its MLP branch) and the layer's output
-    (H_post), all through forward hooks;
+The general rule (docs/theory.md §12).  For tokens alone at position 0 (rotary embeddings are the identity
+there) a layer's attention score between a query token a and a key token b, head h, is
+    S_h[a, b] = q_h(a) · k_h(b),
+with q_h(a), k_h(a) what the attention module itself computes for token a, before rotary, with the input
+norm's per-token scale division left out (as the release does: its bilinear form H̃ M H̃ᵀ is the logits
+times σ_a σ_b) and everything else kept — the norm's γ and β, the projections' biases, OLMo v1's
+clip_qkv, a QK-norm's per-token rescaling (OLMo-2, OLMo-3, Qwen3).  So
+    q_h(a) = σ_a · f_q( (x̂_a W_Q,h + b_Q,h) ),  x̂_a = the normalised input, σ_a its scale,
+f_q the clip and the QK-norm (identity when absent); without them q_h(a) = H̃_a W'_Q,h + σ_a b'_Q,h, with
+W' = the projection with γ folded in (and centred over d_model under a mean-subtracting norm) and
+b' = b + β W.  Everything the comparison needs is these per-token vectors: the mean-over-heads score is
+[q_1 … q_H]/H · [k_1 … k_H]ᵀ, a product of an n × (H·size) and a size n × (H·size) factor, so no n × n
+(or V × V) matrix is formed.  Key heads are expanded to one per query head (grouped-query attention:
+query head h reads key head h // (n_heads / n_kv_heads)).
+
+Each adapter states only where things are:
+  - the weight layout: the per-head query and key maps in the orientation q = x W + b,
+    W [heads, d_model, head_size] (fused or separate projections, Conv1D [in, out] or Linear [out, in]);
+  - the norm before attention: LayerNorm (γ, β; centre), RMSNorm (γ; no centring, H̃ = H_pre),
+    parameter-free LayerNorm (centre only), or none (OLMo-2, OLMo-3: the attention reads the raw residual);
+  - a QK-norm: RMSNorm over the whole query/key projection (OLMo-2, OLMo-3) or over each head (Qwen3);
+  - where the representations are read (forward hooks): the residual stream entering each layer (H_pre),
+    the attention branch's contribution to the residual (H_mid = H_pre + that; OLMo-2's branch ends in
+    its post-attention norm) and the layer's output (H_post);
   - what position 0 adds to the token embedding (nothing with rotary embeddings, wpe[0] for GPT-2).
 
-Families: GPTNeoX (Pythia), GPT-2, Llama (with grouped-query attention), OLMo v1.  OLMo-2 and any
-other `model_type`: one UserError line naming these.
+Families: GPTNeoX (Pythia), GPT-2, Llama (and Mistral), Qwen2, Qwen3, OLMo v1, OLMo-2, OLMo-3.  Any other
+`model_type`: one UserError line naming these.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -28,9 +41,9 @@ from common.io import UserError
 @dataclass
 class QueryKeyWeights:
     """Folded per-head query/key maps of one layer: q_h = x̂ W_Q[h] + b_Q[h], k_h = x̂ W_K[h] + b_K[h], with
-    x̂ = (x − mean x)/σ(x) (LayerNorm) or x/rms(x) (RMSNorm).  W_K holds the key head each query head
-    reads (grouped-query attention expanded).  `centred`: the norm subtracts the mean, so the weights are
-    centred over d_model and H̃ = H_pre centred per token; otherwise H̃ = H_pre."""
+    x̂ = (x − mean x)/σ(x) (LayerNorm), x/rms(x) (RMSNorm) or x (no norm).  W_K holds the key head each query
+    head reads (grouped-query attention expanded).  `centred`: the norm subtracts the mean, so the weights
+    are centred over d_model and H̃ = H_pre centred per token; otherwise H̃ = H_pre."""
     W_Q: torch.Tensor  # [heads, d_model, head_size]
     W_K: torch.Tensor  # [heads, d_model, head_size]
     b_Q: torch.Tensor  # [heads, head_size]
@@ -42,12 +55,43 @@ class QueryKeyWeights:
         return self.W_Q.shape[0]
 
     def head_matrix(self, head: int) -> torch.Tensor:
-        """W_Q^h W_K^{g(h)}ᵀ (d_model × d_model)."""
+        """W_Q^h W_K^{g(h)}ᵀ (d_model × d_model): the bilinear part of one head's scores."""
         return self.W_Q[head] @ self.W_K[head].T
 
     def mean_matrix(self) -> torch.Tensor:
         """M_l = mean over heads of W_Q^h W_K^{g(h)}ᵀ (d_model × d_model)."""
         return torch.einsum("hdk,hek->de", self.W_Q, self.W_K) / self.n_heads
+
+
+@dataclass
+class QueryKeyVectors:
+    """Per-token query and key vectors of one layer (docs/theory.md §12, general rule), key heads expanded:
+    head h's scores over the tokens are queries[h] @ keys[h]ᵀ."""
+    queries: torch.Tensor  # [heads, n, head_size]
+    keys: torch.Tensor     # [heads, n, head_size]
+
+    @property
+    def n_heads(self) -> int:
+        return self.queries.shape[0]
+
+    def head(self, head: int):
+        """(query factor, key factor) of one head's n × n scores."""
+        return self.queries[head], self.keys[head]
+
+    def mean(self):
+        """(query factor, key factor) of the mean over heads: [q_1 … q_H]/H and [k_1 … k_H], n × (H·size)."""
+        flat = lambda v: v.transpose(0, 1).reshape(v.shape[1], -1)
+        return flat(self.queries) / self.n_heads, flat(self.keys)
+
+
+@dataclass
+class QueryKeyNorm:
+    """An RMSNorm on the query and key projections: over the whole projection (all heads together) or
+    over each head's head_size dimensions."""
+    gamma_q: torch.Tensor
+    gamma_k: torch.Tensor
+    eps: float
+    per_head: bool
 
 
 def fold_norm(W: torch.Tensor, b: Optional[torch.Tensor], gamma, beta, centre: bool):
@@ -61,6 +105,11 @@ def fold_norm(W: torch.Tensor, b: Optional[torch.Tensor], gamma, beta, centre: b
     if centre:
         W = W - W.mean(dim=1, keepdim=True)
     return W, b
+
+
+def rms_normalise(v: torch.Tensor, gamma: torch.Tensor, eps: float, dims) -> torch.Tensor:
+    """v / (mean of v² over `dims` + ε)^{1/2} ∘ γ (γ broadcast over those dims)."""
+    return v * (v.square().mean(dim=dims, keepdim=True) + eps).rsqrt() * gamma
 
 
 def _per_head_linear(weight, bias, heads, dtype):
@@ -88,9 +137,28 @@ class Architecture:
     def attention(self, layer):
         raise NotImplementedError
 
+    def attention_branch(self, layer):
+        """The module whose output is the attention's contribution to the residual stream."""
+        return self.attention(layer)
+
+    def input_norm(self, layer):
+        """The norm the attention reads the residual through (None: it reads the raw residual)."""
+        raise NotImplementedError
+
     def norm_parameters(self, layer):
         """(γ, β) of the norm before attention (None for an absent one)."""
-        raise NotImplementedError
+        norm = self.input_norm(layer)
+        return getattr(norm, "weight", None), getattr(norm, "bias", None)
+
+    def norm_eps(self, layer) -> float:
+        norm = self.input_norm(layer)
+        return float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon"))
+
+    def query_key_norm(self, layer, dtype) -> Optional[QueryKeyNorm]:
+        return None
+
+    def clip(self, config) -> Optional[float]:
+        return None
 
     def raw_query_key(self, layer, dtype):
         """(W_Q [heads, d, size], b_Q, W_K [kv_heads, d, size], b_K) before the fold; biases may be None."""
@@ -101,7 +169,7 @@ class Architecture:
 
     # --- generic
     @torch.no_grad()
-    def folded_query_key(self, model, index: int, dtype=torch.float64) -> QueryKeyWeights:
+    def _folded(self, model, index: int, dtype):
         layer = self.layers(model)[index]
         W_Q, b_Q, W_K, b_K = self.raw_query_key(layer, dtype)
         gamma, beta = self.norm_parameters(layer)
@@ -111,7 +179,45 @@ class Architecture:
         if heads % kv_heads:
             raise UserError(f"{heads} query heads cannot share {kv_heads} key heads evenly")
         key_head = torch.arange(heads, device=W_K.device) // (heads // kv_heads)   # g(h) = h // (heads / kv)
+        return W_Q, b_Q, W_K, b_K, key_head
+
+    @torch.no_grad()
+    def folded_query_key(self, model, index: int, dtype=torch.float64) -> QueryKeyWeights:
+        W_Q, b_Q, W_K, b_K, key_head = self._folded(model, index, dtype)
         return QueryKeyWeights(W_Q=W_Q, W_K=W_K[key_head], b_Q=b_Q, b_K=b_K[key_head], centred=self.centre)
+
+    @torch.no_grad()
+    def query_key_vectors(self, model, index: int, h_pre: torch.Tensor, dtype=torch.float64,
+                          biases: bool = True) -> QueryKeyVectors:
+        """The general rule (module docstring) for the tokens whose residual entering layer `index` is `h_pre`
+        [n, d_model].  `biases=False` leaves the projections' biases (and the norm's β) out: the release's
+        bilinear form H̃ W'_Q W'_Kᵀ H̃ᵀ."""
+        layer = self.layers(model)[index]
+        W_Q, b_Q, W_K, b_K, key_head = self._folded(model, index, dtype)
+        W_Q, b_Q, W_K, b_K = (t.to(h_pre.device) for t in (W_Q, b_Q, W_K, b_K))
+        h = h_pre.to(dtype)
+        h = h - h.mean(dim=1, keepdim=True) if self.centre else h               # H̃
+        has_norm = self.input_norm(layer) is not None
+        # σ: the scale the input norm divides by (its variance is H̃'s mean square, the mean already removed)
+        sigma = ((h.square().mean(dim=1, keepdim=True) + self.norm_eps(layer)).sqrt() if has_norm
+                 else torch.ones(len(h), 1, dtype=dtype, device=h.device))
+        clip, qk_norm = self.clip(model.config), self.query_key_norm(layer, dtype)
+
+        def vectors(W, b, gamma):
+            v = torch.einsum("nd,hdk->hnk", h, W)                                 # σ × (x̂ W')
+            if biases:
+                v = v + sigma[None] * b[:, None]                                   # σ × (x̂ W' + b')
+            if clip is not None:
+                v = torch.minimum(torch.maximum(v, -clip * sigma[None]), clip * sigma[None])
+            if qk_norm is not None:   # the norm acts on the module's own projection x̂ W' + b', then σ again
+                dims = (2,) if qk_norm.per_head else (0, 2)
+                gamma = gamma.to(v).view(-1, 1, v.shape[2]) if not qk_norm.per_head else gamma.to(v)
+                v = rms_normalise(v / sigma[None], gamma, qk_norm.eps, dims) * sigma[None]
+            return v
+
+        queries = vectors(W_Q, b_Q, None if qk_norm is None else qk_norm.gamma_q)
+        keys = vectors(W_K, b_K, None if qk_norm is None else qk_norm.gamma_k)
+        return QueryKeyVectors(queries=queries, keys=keys[key_head.to(keys.device)])
 
     def revision_name(self, step: int, tokens: int) -> str:
         return self.revision_template.format(N=step, M=round(tokens / 1e9))
@@ -132,8 +238,8 @@ class GPTNeoX(Architecture):
     def attention(self, layer):
         return layer.attention
 
-    def norm_parameters(self, layer):
-        return layer.input_layernorm.weight, layer.input_layernorm.bias
+    def input_norm(self, layer):
+        return layer.input_layernorm
 
     def raw_query_key(self, layer, dtype):
         fused = layer.attention.query_key_value
@@ -171,8 +277,8 @@ class GPT2(Architecture):
     def attention(self, layer):
         return layer.attn
 
-    def norm_parameters(self, layer):
-        return layer.ln_1.weight, layer.ln_1.bias
+    def input_norm(self, layer):
+        return layer.ln_1
 
     def raw_query_key(self, layer, dtype):
         attention = layer.attn
@@ -195,12 +301,15 @@ class GPT2(Architecture):
 
 
 class Llama(Architecture):
-    """Llama family (LLM360 Amber, TinyLlama, SmolLM).  Sequential residual.  Separate q_proj, k_proj
-    (nn.Linear [out, in]); grouped-query attention: query head h reads key head h // (n_heads /
-    n_kv_heads).  RMSNorm (γ only, no mean subtraction): fold γ, do not centre, H̃ = H_pre."""
-    family, model_types = "Llama", ("llama",)
+    """Llama family (LLM360 Amber, TinyLlama, SmolLM) and Mistral.  Sequential residual.  Separate q_proj,
+    k_proj (nn.Linear [out, in]; biases when the config says so); grouped-query attention: query head h
+    reads key head h // (n_heads / n_kv_heads).  RMSNorm (γ only, no mean subtraction): fold γ, do not
+    centre, H̃ = H_pre."""
+    family, model_types = "Llama", ("llama", "mistral")
     centre = False
     revision_template = "step-{N}"
+    config_class = "LlamaConfig"
+    config_has_head_dim = True   # the config takes head_dim (else it is hidden_size / n_heads)
 
     def base(self, model):
         return getattr(model, "model", model)
@@ -211,8 +320,8 @@ class Llama(Architecture):
     def attention(self, layer):
         return layer.self_attn
 
-    def norm_parameters(self, layer):
-        return layer.input_layernorm.weight, None
+    def input_norm(self, layer):
+        return layer.input_layernorm
 
     def raw_query_key(self, layer, dtype):
         attention = layer.self_attn
@@ -222,48 +331,97 @@ class Llama(Architecture):
                 *_per_head_linear(k.weight, k.bias, k.weight.shape[0] // size, dtype))
 
     def training_config(self, vocab_size, hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len, eos_token_id):
-        from transformers import LlamaConfig
+        import transformers
 
-        return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=n_layers,
-                           num_attention_heads=n_heads, num_key_value_heads=n_kv_heads or n_heads,
-                           intermediate_size=4 * hidden_size, max_position_embeddings=max_seq_len,
-                           tie_word_embeddings=False, bos_token_id=eos_token_id, eos_token_id=eos_token_id)
+        config_class = getattr(transformers, self.config_class)
+        extra = {"head_dim": hidden_size // n_heads} if self.config_has_head_dim else {}
+        return config_class(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=n_layers,
+                            num_attention_heads=n_heads, num_key_value_heads=n_kv_heads or n_heads,
+                            intermediate_size=4 * hidden_size, max_position_embeddings=max_seq_len,
+                            tie_word_embeddings=False, bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+                            pad_token_id=None, **extra)
+
+
+class Qwen2(Llama):
+    """Qwen2: the Llama layout with biases on the query, key and value projections: the scores are an
+    affine form of the residual, (H̃ W'_Q + σ b_Q)(H̃ W'_K + σ b_K)ᵀ."""
+    family, model_types = "Qwen2", ("qwen2",)
+    config_class = "Qwen2Config"
+
+
+class Qwen3(Llama):
+    """Qwen3: the Llama layout with an RMSNorm on each head's query and key (γ of size head_size) before
+    rotary: each head's scores rescaled per query token and per key token."""
+    family, model_types = "Qwen3", ("qwen3",)
+    config_class = "Qwen3Config"
+
+    def query_key_norm(self, layer, dtype):
+        attention = layer.self_attn
+        return QueryKeyNorm(attention.q_norm.weight.to(dtype), attention.k_norm.weight.to(dtype),
+                            float(attention.q_norm.variance_epsilon), per_head=True)
 
 
 class Olmo(Llama):
     """OLMo v1: the Llama layout (separate projections, sequential residual, rotary) with a LayerNorm
-    without parameters: centre, nothing to fold.  (`clip_qkv`, when set, clips queries and keys: the
-    logits are bilinear only while they stay inside the clip.)"""
+    without parameters (ε = 1e-5): centre, nothing to fold.  `clip_qkv`, when set, clips the projections:
+    kept in the per-token vectors."""
     family, model_types = "OLMo v1", ("olmo",)
     centre = True
     revision_template = "step{N}-tokens{M}B"
+    config_class = "OlmoConfig"
+    config_has_head_dim = False
 
     def norm_parameters(self, layer):
         return None, None
 
-    def training_config(self, vocab_size, hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len, eos_token_id):
-        from transformers import OlmoConfig
+    def norm_eps(self, layer) -> float:
+        return 1e-5     # OlmoLayerNorm's fixed ε
 
-        return OlmoConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=n_layers,
-                          num_attention_heads=n_heads, num_key_value_heads=n_kv_heads or n_heads,
-                          intermediate_size=4 * hidden_size, max_position_embeddings=max_seq_len,
-                          tie_word_embeddings=False, bos_token_id=eos_token_id, eos_token_id=eos_token_id,
-                          pad_token_id=None)
+    def clip(self, config):
+        return getattr(config, "clip_qkv", None)
 
 
-ARCHITECTURES = (GPTNeoX(), GPT2(), Llama(), Olmo())
+class Olmo2(Llama):
+    """OLMo-2 (and OLMo-3, the same for single tokens; its sliding window does not reach past position 0):
+    no norm before attention (the attention reads the raw residual, H̃ = H_pre); an RMSNorm over the whole
+    query and key projections (all heads together, γ of size n_heads·head_size and n_kv_heads·head_size),
+    then rotary; norms after attention and after the MLP, so the attention branch ends in
+    `post_attention_layernorm` and H_mid = H_pre + that norm's output."""
+    family, model_types = "OLMo-2", ("olmo2",)
+    centre = False
+    revision_template = "stage1-step{N}-tokens{M}B"
+    config_class = "Olmo2Config"
+    config_has_head_dim = False
+
+    def attention_branch(self, layer):
+        return layer.post_attention_layernorm
+
+    def input_norm(self, layer):
+        return None
+
+    def norm_parameters(self, layer):
+        return None, None
+
+    def query_key_norm(self, layer, dtype):
+        attention = layer.self_attn
+        return QueryKeyNorm(attention.q_norm.weight.to(dtype), attention.k_norm.weight.to(dtype),
+                            float(attention.q_norm.variance_epsilon), per_head=False)
+
+
+class Olmo3(Olmo2):
+    family, model_types = "OLMo-3", ("olmo3",)
+    config_class = "Olmo3Config"
+
+
+ARCHITECTURES = (GPTNeoX(), GPT2(), Llama(), Olmo(), Olmo2(), Olmo3(), Qwen2(), Qwen3())
 BY_MODEL_TYPE = {model_type: a for a in ARCHITECTURES for model_type in a.model_types}
-BY_NAME = {"neox": ARCHITECTURES[0], "gpt2": ARCHITECTURES[1], "llama": ARCHITECTURES[2], "olmo": ARCHITECTURES[3]}
+BY_NAME = dict(zip(("neox", "gpt2", "llama", "olmo", "olmo2", "olmo3", "qwen2", "qwen3"), ARCHITECTURES))
 SUPPORTED = ", ".join(f"{a.family} (model_type {'/'.join(a.model_types)})" for a in ARCHITECTURES)
 
 
 def architecture_for(config, what: str = "the checkpoint") -> Architecture:
-    """The adapter of a transformers config; one UserError line for OLMo-2 and every other family."""
+    """The adapter of a transformers config; one UserError line for every other family."""
     model_type = getattr(config, "model_type", None)
-    if model_type == "olmo2":
-        raise UserError(f"{what} is an OLMo-2 model: its RMSNorm on the whole query and key projections makes "
-                        f"the attention logits non-bilinear in the residual stream, so this comparison does not "
-                        f"apply; supported families: {SUPPORTED}")
     if model_type not in BY_MODEL_TYPE:
         raise UserError(f"{what} is a {model_type!r} model; supported families: {SUPPORTED}")
     return BY_MODEL_TYPE[model_type]

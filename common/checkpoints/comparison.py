@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
+from common.progress import progress_bar, write
 
 from common.checkpoints.architectures import architecture_for
 from common.checkpoints.loading import CheckpointSource, single_token_representations, weights_sha256
@@ -82,7 +82,7 @@ def layer_similarities(model, representations, targets: TheoryTargets, device) -
     """[{attention, no_mlp, embedding} for each layer]."""
     architecture = architecture_for(model.config)
     results = []
-    for index in tqdm(range(representations.n_layers), desc="layer similarities", leave=False):
+    for index in progress_bar(range(representations.n_layers), desc="layer similarities", leave=False):
         weights = architecture.folded_query_key(model, index)
         results.append({
             "attention": attention_similarity(targets.attention, representations.pre(index).to(device),
@@ -112,7 +112,7 @@ class Prepared:
     device: torch.device
 
 
-def prepare_comparison(config: ComparisonConfig, need_value: bool = True, log=tqdm.write) -> Prepared:
+def prepare_comparison(config: ComparisonConfig, need_value: bool = True, log=write) -> Prepared:
     """Validate everything first (revisions, family, their agreement, layer), then load or compute the
     statistics once."""
     from common.checkpoints.token_statistics import load_or_compute_statistics
@@ -146,7 +146,7 @@ def prepare_comparison(config: ComparisonConfig, need_value: bool = True, log=tq
 def _over_revisions(config: ComparisonConfig, prepared: Prepared, compare, write, log):
     """Load, hash, compare and write each revision in turn; returns {revision: compare's result}."""
     everything = {}
-    for revision in tqdm(prepared.revisions, desc="revisions"):
+    for revision in progress_bar(prepared.revisions, desc="revisions"):
         model = prepared.source.load_model(revision)
         digest = weights_sha256(model)          # as loaded, before it moves to the device
         if int(prepared.token_ids.max()) >= model.config.vocab_size:
@@ -167,7 +167,7 @@ def _over_revisions(config: ComparisonConfig, prepared: Prepared, compare, write
     return everything
 
 
-def run_layer_comparison(config: ComparisonConfig, log=tqdm.write) -> dict:
+def run_layer_comparison(config: ComparisonConfig, log=write) -> dict:
     """pythia.py: the three similarities per layer for every revision; returns {revision: results}."""
     prepared = prepare_comparison(config, log=log)
 
@@ -179,7 +179,7 @@ def run_layer_comparison(config: ComparisonConfig, log=tqdm.write) -> dict:
         model, reps, prepared.targets, prepared.device), write, log)
 
 
-def run_head_comparison(config: ComparisonConfig, log=tqdm.write) -> dict:
+def run_head_comparison(config: ComparisonConfig, log=write) -> dict:
     """pythia_per_head.py: per-head attention similarity of `config.target_layer`; returns {revision: [per head]}.
     Also writes {output_dir}/per_head_layer_{L}.json gathering every revision's per-head results."""
     if config.target_layer is None:

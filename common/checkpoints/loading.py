@@ -1,22 +1,24 @@
-"""Checkpointed causal LMs of the supported families (common/checkpoints/architectures.py): revisions, loading,
-weight hashes, and the single-token representations the comparisons read (docs/theory.md §6, §12).
+"""Checkpointed causal LMs of the supported families (common/checkpoints/architectures.py): sources,
+revisions, loading, and the single-token representations the comparisons read (docs/theory.md §6, §12).
 
-Sources. A hub name (`EleutherAI/pythia-1.4b-deduped`, `stanford-crfm/alias-gpt2-small-x21`, …) with
-revisions named by the family's convention (common/checkpoints/revisions.py), or a local folder holding one
-sub-folder per revision (`{folder}/step0/`, `{folder}/checkpoint-10/`, … each written by
-`save_pretrained`, with its tokenizer) — the layout `train_neox_checkpoints.py` writes.  Every failure
-(missing folder, unknown revision, unsupported family, revisions of different models, a hub name while
-offline) is a one-line `UserError`, raised before any work is done.
+Sources (`CheckpointSource`):
+  - a local folder holding one sub-folder per revision (`{folder}/step0/`, `{folder}/checkpoint-10/`, …
+    each written by `save_pretrained`, with its tokenizer) — the layout `train_neox_checkpoints.py` writes;
+  - a hub name (`EleutherAI/pythia-1.4b-deduped`, …) with revisions named by the family's convention
+    (common/checkpoints/revisions.py).  Online, its branches are listed from the hub when a range or a
+    pattern needs them.  Offline (HF_HUB_OFFLINE=1, or no connection), it runs from the Hugging Face cache
+    (common/hub.py): the cached refs are its revisions, and a revision missing from the cache (or a cached
+    revision missing its configuration, weights or tokenizer) is one UserError line naming what is missing.
+Several models at once (`--model_name`): a comma list, or a brace range `EleutherAI/pythia-160m-seed{1..9}`
+(`expand_model_names`).  Every failure (missing folder, unknown revision, unsupported family, revisions of
+different models, a hub name offline and not cached) is a one-line `UserError`, raised before any work.
 
 Read-outs, each token alone at position 0 (rotary embeddings are the identity there):
-  - `single_token_representations(model, token_ids)`: H_pre, H_mid = H_pre + attention output (no
-    MLP), H_post per layer, from forward hooks placed by the family's adapter.  H_post of the last
-    layer is the raw residual stream: the last entry of `output_hidden_states` has the final norm
-    applied and is not used.
-  - `weights_sha256(model)`: one hash of every tensor of the state dict, so that revisions holding the
-    same weights (Pythia's step0 and step1) are recognised.
+`single_token_representations(model, token_ids)`: H_pre, H_mid = H_pre + the attention branch's output
+(no MLP), H_post per layer, from forward hooks placed by the family's adapter.  H_post of the last layer is
+the raw residual stream: the last entry of `output_hidden_states` has the final norm applied and is not used.
 """
-import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -25,10 +27,36 @@ import torch
 from tqdm.auto import tqdm
 
 from common.checkpoints.architectures import architecture_for, shape_of
+from common.checkpoints.revisions import (check_published_pythia_step, is_pattern, parse_revision, revision_step,
+                                         select_revisions, split_revisions)
 from common.io import UserError
-from common.checkpoints.revisions import check_published_pythia_step, parse_revision, sort_revisions, split_revisions
 
 _LOCAL_HINT = "pass a local folder with one sub-folder per revision (train_neox_checkpoints.py writes one)"
+_BRACE_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+
+
+def expand_model_names(value) -> list:
+    """`a,b` and `org/name-seed{1..3}` (a brace range of whole numbers, low..high) → the list of names."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = []
+    for item in (str(i).strip() for i in items if str(i).strip()):
+        match = _BRACE_RANGE.search(item)
+        if match is None:
+            names.append(item)
+            continue
+        low, high = int(match.group(1)), int(match.group(2))
+        if low > high:
+            raise UserError(f"--model_name={item!r}: the brace range {match.group(0)} expands to nothing "
+                            f"(write it low..high)")
+        names += expand_model_names([item[:match.start()] + str(n) + item[match.end():] for n in range(low, high + 1)])
+    if not names:
+        raise UserError("--model_name is empty: name a model, a comma list, or org/name-seed{1..3}")
+    if len(set(names)) != len(names):
+        raise UserError(f"--model_name names a model twice: {', '.join(names)}")
+    return names
 
 
 def _looks_like_path(name: str) -> bool:
@@ -40,7 +68,8 @@ def _looks_like_path(name: str) -> bool:
 
 
 class CheckpointSource:
-    """A hub model name or a local folder with one sub-folder per revision."""
+    """A hub model name (online, or offline from the Hugging Face cache) or a local folder with one
+    sub-folder per revision."""
 
     def __init__(self, model_name: str):
         self.name = str(model_name)
@@ -48,63 +77,128 @@ class CheckpointSource:
         self.local: Optional[Path] = path if _looks_like_path(self.name) else None
         if self.local is not None and not self.local.is_dir():
             raise UserError(f"checkpoint folder not found: {model_name} ({_LOCAL_HINT}, or a hub model name)")
+        self._listed = None
+
+    @property
+    def offline(self) -> bool:
+        from common.hub import hub_offline
+
+        return self.local is None and hub_offline()
+
+    @property
+    def where(self) -> str:
+        if self.local is not None:
+            return str(self.local)
+        if self.offline:
+            from common.hub import hub_cache_dir
+
+            return f"the Hugging Face cache of {self.name!r} ({hub_cache_dir()})"
+        return f"the hub repository {self.name!r}"
+
+    def _folders(self) -> dict:
+        """{name: folder} of the revisions at hand: a local folder's sub-folders with a config.json, or
+        the cache's snapshots (offline)."""
+        if self.local is not None:
+            return {p.name: p for p in self.local.iterdir() if p.is_dir() and (p / "config.json").is_file()}
+        from common.hub import cached_revisions
+
+        return cached_revisions(self.name)
 
     def available(self) -> list:
-        """Revisions present in a local folder (sub-folders with a config.json), by step number."""
-        found = [p.name for p in self.local.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-        unnamed = [name for name in found if parse_revision(name) is None]
-        if unnamed:
-            sort_revisions(unnamed[:1])   # one line naming the conventions
-        return sort_revisions(found)
+        """Every revision name the source has (local sub-folders, cached refs offline, hub branches online)."""
+        if self._listed is None:
+            if self.local is not None or self.offline:
+                self._listed = sorted(self._folders())
+            else:
+                from common.hub import hub_revisions
+
+                self._listed = hub_revisions(self.name)
+        return self._listed
 
     def resolve(self, revisions) -> list:
-        """Validate revision names (all of them, before any work) and order them by step number.
-        `all` means every revision of a local folder."""
-        revisions = split_revisions(revisions)
-        if not revisions:
-            raise UserError("no revision given; pass e.g. --revisions=step0,step512 (or all for a local folder)")
-        if self.local is not None:
-            available = self.available()
-            if revisions == ["all"]:
-                if not available:
-                    raise UserError(f"{self.local} holds no revision sub-folder (step0/, checkpoint-10/, … "
-                                    f"with a config.json)")
-                return available
-            for revision in sort_revisions(revisions):
-                if revision not in available:
-                    shown = ", ".join(available[:12]) + (" …" if len(available) > 12 else "")
-                    raise UserError(f"revision {revision!r} not found in {self.local} (it has: "
-                                    f"{shown or 'no revision sub-folder'}); --revisions=all reads every one")
-            return sort_revisions(revisions)
-        if revisions == ["all"]:
-            raise UserError("--revisions=all needs a local checkpoint folder; name the hub revisions instead")
-        ordered = sort_revisions(revisions)
-        if "pythia" in self.name.lower():
+        """Validate the selection (names, `all`, ranges, `re:` patterns; all of it, before any work) and order
+        it by step number."""
+        items = split_revisions(revisions)
+        online_names_only = self.local is None and not self.offline and not any(map(is_pattern, items))
+        if online_names_only:   # no listing needed: the hub answers for each name when it is loaded
+            ordered = select_revisions(items, None, self.where)
+            if "pythia" in self.name.lower():
+                for revision in ordered:
+                    check_published_pythia_step(revision)
+            return ordered
+        available = self.available()
+        if self.offline:
+            if not available:
+                from common.hub import hub_cache_dir
+
+                raise UserError(f"{self.name!r} is not a local path, has no revision in the Hugging Face cache "
+                                f"({hub_cache_dir()}) and the hub cannot be reached (offline); download it where "
+                                f"the hub is reachable, or {_LOCAL_HINT}")
+            for item in items:
+                if not is_pattern(item):
+                    self.check_cached(item, tokenizer=False)
+        unnamed = [r for r in available if parse_revision(r) is None]
+        if unnamed and len(unnamed) == len(available):
+            revision_step(unnamed[0])   # only folders of no known naming: one line naming the conventions
+        ordered = select_revisions(items, available, self.where)
+        if self.offline:
             for revision in ordered:
-                check_published_pythia_step(revision)
+                self.check_cached(revision, tokenizer=revision == ordered[0])
         return ordered
+
+    def check_reference(self, revision: str) -> str:
+        """An extra revision hashed against the compared ones (`--integrity_reference`): it must exist."""
+        revision = str(revision).strip()
+        if self.local is not None or self.offline:
+            if revision not in self._folders():
+                raise UserError(f"--integrity_reference={revision!r} is not a revision of {self.where} (it has: "
+                                f"{', '.join(sorted(self._folders())[:12]) or 'none'})")
+            if self.offline:
+                self.check_cached(revision, tokenizer=False)
+        elif revision not in self.available():
+            raise UserError(f"--integrity_reference={revision!r} is not a branch of {self.where}")
+        return revision
+
+    def check_cached(self, revision: str, tokenizer: bool) -> None:
+        """Offline: the revision's configuration, weights (and tokenizer) are in the cache, else one line
+        naming what is missing."""
+        from common.hub import cached_snapshot
+
+        snapshot = cached_snapshot(self.name, revision)
+        fetch = (f"download it where the hub is reachable (hf download {self.name} --revision {revision}), "
+                 f"or {_LOCAL_HINT}")
+        if snapshot is None:
+            raise UserError(f"revision {revision!r} of {self.name!r} is not in the Hugging Face cache and the hub "
+                            f"cannot be reached (offline); {fetch}")
+        missing = [] if (snapshot / "config.json").is_file() else ["config.json"]
+        if not any((snapshot / name).is_file() for name in WEIGHT_FILES):
+            missing.append("the weights (" + " or ".join(WEIGHT_FILES[::2]) + ")")
+        if tokenizer and not any((snapshot / name).is_file() for name in TOKENIZER_FILES):
+            missing.append("the tokenizer (tokenizer.json)")
+        if missing:
+            raise UserError(f"revision {revision!r} of {self.name!r} is in the Hugging Face cache without "
+                            f"{' and '.join(missing)}, and the hub cannot be reached (offline); {fetch}")
 
     def _location(self, revision: str):
         if self.local is not None:
             return str(self.local / revision), {}
-        return self.name, {"revision": revision}
+        return self.name, {"revision": revision, **({"local_files_only": True} if self.offline else {})}
 
     def _load(self, what: str, loader, revision: str):
         where, kwargs = self._location(revision)
-        if self.local is None:
-            from common.hub import require_hub
-
-            require_hub(self.name, _LOCAL_HINT)
+        if self.offline:
+            self.check_cached(revision, tokenizer=what == "tokenizer")
         try:
             return loader(where, **kwargs)
         except UserError:
             raise
         except Exception as error:  # missing files, unknown revision on the hub, corrupt files
+            reason = f"{error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             if self.local is not None:
-                raise UserError(f"could not load the {what} of {where} ({error.__class__.__name__}: "
-                                f"{str(error).splitlines()[0] if str(error) else ''})") from None
-            raise UserError(f"could not load the {what} of {self.name!r} revision {revision!r} from the hub "
-                            f"({error.__class__.__name__}); {_LOCAL_HINT}") from None
+                raise UserError(f"could not load the {what} of {where} ({reason})") from None
+            source = "the Hugging Face cache (offline)" if self.offline else "the hub"
+            raise UserError(f"could not load the {what} of {self.name!r} revision {revision!r} from {source} "
+                            f"({reason}); {_LOCAL_HINT}") from None
 
     def load_config(self, revision: str):
         """The revision's transformers config, of a supported family (else one UserError line)."""
@@ -146,17 +240,6 @@ class CheckpointSource:
             hf_logging.enable_progress_bar()
 
 
-@torch.no_grad()
-def weights_sha256(model) -> str:
-    """sha256 over the state dict as loaded: every tensor's name, dtype, shape and bytes, names sorted."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------
 # single-token representations
 @dataclass
@@ -184,8 +267,9 @@ def single_token_representations(model, token_ids: torch.Tensor, batch_size: int
     """Forward every token of `token_ids` alone (sequence length 1) and record, through forward hooks,
     the residual stream entering layer 0, the attention output of each layer and each layer's output.
     Results are stored (float32) on `storage_device`, so GPU memory holds one batch at a time.  Where the
-    hooks sit is the family's adapter's business (common/checkpoints/architectures.py); position 0 adds what the
-    family adds there (wpe[0] for GPT-2), because the whole embedding module runs."""
+    hooks sit is the family's adapter's business (common/checkpoints/architectures.py: the attention branch
+    ends in OLMo-2's post-attention norm); position 0 adds what the family adds there (wpe[0] for GPT-2),
+    because the whole embedding module runs."""
     architecture = architecture_for(model.config)
     base = architecture.base(model)
     layers = architecture.layers(model)
@@ -205,12 +289,12 @@ def single_token_representations(model, token_ids: torch.Tensor, batch_size: int
 
     handles = [layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True)]
     for index, layer in enumerate(layers):
-        handles.append(architecture.attention(layer).register_forward_hook(
+        handles.append(architecture.attention_branch(layer).register_forward_hook(
             lambda module, args, output, index=index: store(attention_out[index])(_first(output))))
         handles.append(layer.register_forward_hook(
             lambda module, args, output, index=index: store(post[index])(_first(output))))
     try:
-        for start in tqdm(range(0, n, batch_size), desc="single-token representations", disable=not progress,
+        for start in progress_bar(range(0, n, batch_size), desc="single-token representations", disable=not progress,
                           leave=False):
             window.update(start=start, stop=min(start + batch_size, n))
             ids = token_ids[start:start + batch_size].to(device).view(-1, 1)
@@ -218,7 +302,7 @@ def single_token_representations(model, token_ids: torch.Tensor, batch_size: int
     finally:
         for handle in handles:
             handle.remove()
-    # H_mid = H_pre + attention output: the residual between attention and MLP of a sequential layer, the
+    # H_mid = H_pre + the attention branch: the residual between attention and MLP of a sequential layer, the
     # parallel-residual layer (GPTNeoX) without its MLP branch
     mid = [attention_out[l].add_(embedding if l == 0 else post[l - 1]) for l in range(len(layers))]
     return Representations(embedding=embedding, mid=mid, post=post)

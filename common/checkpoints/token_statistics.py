@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
+from common.progress import progress_bar, write
 
 from common.io import UserError, load_tensors, save_tensors
 from common.theory.statistics import compute_statistics
@@ -84,7 +84,7 @@ def tokenize_documents(tokenizer, texts, seq_len: int, batch_size: int = 256,
                 kept.append(torch.tensor(ids[:seq_len + 1], dtype=torch.long))
         batch.clear()
 
-    for text in tqdm(texts, desc="tokenising the corpus", total=total, leave=False):
+    for text in progress_bar(texts, desc="tokenising the corpus", total=total, leave=False):
         batch.append(text)
         counts["read"] += 1
         if len(batch) == batch_size:
@@ -138,7 +138,7 @@ def statistics_for_sequences(sequences: torch.Tensor, token_ids: torch.Tensor, f
 def load_or_compute_statistics(tokenizer, *, dataset: str, n_examples: int, seq_len: int,
                                top_tokens: Optional[int], full_vocab_size: int, cache_dir,
                                device="cpu", dtype=torch.float64, chunk_size: int = 256,
-                               max_unknown_rate: float = 0.01, log=tqdm.write) -> dict:
+                               max_unknown_rate: float = 0.01, log=write) -> dict:
     """The statistics of docs/theory.md §6 for this tokenizer, corpus and settings, from the cache when present.
     Returns {value_map, attention_map, position_map, token_ids, n_positions, n_documents} on `device`."""
     if top_tokens is not None and not 1 < top_tokens <= full_vocab_size:

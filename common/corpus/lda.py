@@ -28,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+from common.config import Settings
 from common.io import UserError, read_json
 
 CONSONANTS = "bdfgklmnprstvz"
@@ -38,7 +39,9 @@ TABLE_FILE = "topics.json"                                  # the word → topic
 
 
 @dataclass(frozen=True)
-class LDAParameters:
+class LDAParameters(Settings):
+    """The generator's parameters (the defaults are Li, Li & Risteski's; built from a script's settings with
+    `from_settings`, missing ones keeping their default)."""
     n_topics: int = 10          # topics
     words_per_topic: int = 10   # words in each topic's block
     alpha: float = 0.1          # symmetric Dirichlet concentration of each document's topic mixture
@@ -78,10 +81,6 @@ class LDAParameters:
     def n_words(self) -> int:
         return (self.n_topics - 1) * self.stride + self.words_per_topic
 
-    @classmethod
-    def from_config(cls, config: dict) -> "LDAParameters":
-        """The LDA parameters among a script's hyperparameters (missing ones keep their default)."""
-        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
 
 
 def _syllables(number: int, width: int) -> str:

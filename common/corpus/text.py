@@ -106,6 +106,9 @@ def load_text_dataset(source: str, split: str = "train", text_field: str = "text
                       streaming: bool = False, n_synthetic: int = 20000, seed: int = 0):
     """A dataset with a `text` column from `source` (see module docstring)."""
     import datasets
+
+    from common.progress import quiet_library_bars
+    quiet_library_bars()
     if source == "synthetic":
         from common.corpus.synthetic import generate_stories
         return datasets.Dataset.from_dict({"text": generate_stories(n_synthetic, seed)})

@@ -3,7 +3,12 @@
 Natural tokenizer: lower-case; a maximal run of alphabetic characters (`str.isalpha`) is one token,
 every other character is a token of its own, whitespace tokens are dropped.  Vocabulary: the
 `vocab_size` most frequent tokens (ties broken by the token string, so the result does not depend on
-how the corpus was split across processes); only stories whose every token is in it are kept.
+how the corpus was split across processes); only stories whose every token is in it are kept (the
+release's rule).  With `keep_unknown` every story is kept instead: the vocabulary is the `vocab_size`−1
+most frequent tokens plus `<unk>` (the last id; no natural token can be spelt so), and every other token
+becomes `<unk>`.  Token ids are ranks (id = position in the frequency order), so a story is kept at
+vocabulary size V' exactly when its rarest token has rank < V': one pass gives the stories kept at
+every V' (summary.json's `stories_kept_at`).
 
 BPE tokenizer: a `tokenizers` BPE model with the Whitespace pre-tokenizer, special tokens
 `<unk> <pad> <s> </s>` and the template `<s> $A </s>`.
@@ -12,10 +17,14 @@ Both write one output folder (written under a temporary name, renamed into place
     stories/                the kept stories, a `datasets` folder with columns `text` and `ids`
     vocabulary.json         {token: id}
     token_frequencies.json  {token: count over the input corpus}
-    summary.json            counts, coverage and the vocabulary's SHA-256 (checked by the trainer)
+    summary.json            counts, coverage, unknown-token rate, training sequences (below) and the
+                            vocabulary's SHA-256 (checked by the trainer)
     tokenizer.json          (BPE only) the trained `tokenizers` model
     topics.json             (--data=lda only) the LDA corpus's word → topics table (common/corpus/lda.py)
-Sequences (docs/theory.md §5): stories with at least T+1 tokens, truncated to T+1; x = first T, y = last T.
+Sequences (docs/theory.md §5): stories with at least T+1 tokens, truncated to T+1; x = first T, y = last T
+(the release's rule), or with `windows` every consecutive window of T+1 tokens.  A story of L tokens
+gives [L ≥ T+1] sequences, or ⌊L/(T+1)⌋ windows; `sequence_counts` counts them from the story lengths
+alone, and summary.json lists them (with the share of the input tokens they use) for several T.
 Large corpora are processed with `datasets.map(num_proc=...)`, never a Python loop over stories.
 """
 import hashlib
@@ -74,43 +83,161 @@ def top_vocabulary(counts: dict, vocab_size: int) -> list:
     return [token for token, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:vocab_size]]
 
 
-def _encode_natural_batch(batch, token_to_id):
-    texts, ids = [], []
+UNKNOWN_TOKEN = "<unk>"   # the natural tokenizer's unknown token with keep_unknown (BPE's has the same spelling)
+
+
+def _encode_natural_batch(batch, token_to_rank, limit, keep_unknown):
+    """Ids of every non-empty story (ranks, with every rank ≥ `limit` written as `limit`: the unknown
+    id; a token missing from `token_to_rank` ranks `limit`) and its `rarest` rank; without
+    `keep_unknown` only the stories whose rarest rank is below `limit`."""
+    texts, ids, rarest = [], [], []
     for text in batch["text"]:
-        encoded = [token_to_id.get(token, -1) for token in natural_tokens(text)]
-        if encoded and min(encoded) >= 0:          # keep a story only if every token is known
-            texts.append(text)
-            ids.append(encoded)
-    return {"text": texts, "ids": ids}
+        ranks = [token_to_rank.get(token, limit) for token in natural_tokens(text)]
+        if not ranks:
+            continue
+        top = max(ranks)
+        if top >= limit and not keep_unknown:
+            continue
+        texts.append(text)
+        ids.append(ranks if top < limit else [min(r, limit) for r in ranks])
+        rarest.append(top)
+    return {"text": texts, "ids": ids, "rarest": rarest}
+
+
+def _encode_natural(dataset, ranking: list, limit: int, keep_unknown: bool, num_proc: int):
+    import datasets
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "ids": datasets.Sequence(datasets.Value("int32")),
+                                  "rarest": datasets.Value("int64")})
+    return dataset.map(_encode_natural_batch, batched=True, batch_size=2000, num_proc=num_proc,
+                       fn_kwargs={"token_to_rank": {token: i for i, token in enumerate(ranking)},
+                                  "limit": limit, "keep_unknown": keep_unknown},
+                       remove_columns=dataset.column_names, features=features,
+                       desc="encoding stories")
 
 
 def keep_in_vocabulary(dataset, vocabulary: list, num_proc: int = 1):
-    """The stories of `dataset` whose every natural token is in `vocabulary`, with their `ids`."""
-    import datasets
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "ids": datasets.Sequence(datasets.Value("int32"))})
-    return dataset.map(_encode_natural_batch, batched=True, batch_size=2000, num_proc=num_proc,
-                       fn_kwargs={"token_to_id": {token: i for i, token in enumerate(vocabulary)}},
-                       remove_columns=dataset.column_names, features=features,
-                       desc="keeping stories inside the vocabulary")
+    """The stories of `dataset` whose every natural token is in `vocabulary` (any token list: ids are
+    positions in it), with their `ids`; with `<unk>` in it, every story, other tokens becoming `<unk>`."""
+    keep_unknown = UNKNOWN_TOKEN in vocabulary
+    if keep_unknown and vocabulary[-1] != UNKNOWN_TOKEN:
+        raise UserError(f"{UNKNOWN_TOKEN} must be the last token of the vocabulary")
+    known = list(vocabulary[:-1]) if keep_unknown else list(vocabulary)
+    return _encode_natural(dataset, known, len(known), keep_unknown, num_proc).remove_columns("rarest")
 
 
-def tokenize_natural(dataset, vocab_size: int = 3000, num_proc: int = 1):
-    """(kept stories with `ids`, vocabulary list, token counts, summary dict) — docs/theory.md §5."""
+def tokenize_natural(dataset, vocab_size: int = 3000, num_proc: int = 1, keep_unknown: bool = False,
+                     seq_len: int = 200):
+    """(kept stories with `ids`, vocabulary list, token counts, summary dict) — docs/theory.md §5.
+    `keep_unknown`: keep every story, the tokens outside the `vocab_size`−1 most frequent becoming
+    `<unk>` (module docstring); the summary's `sequences` table counts the training sequences at
+    `seq_len` and at other lengths and vocabulary sizes (sequence_table)."""
     counts = count_natural_tokens(dataset, num_proc)
     if not counts:
         raise UserError("the corpus is empty (no tokens in any story)")
-    vocabulary = top_vocabulary(counts, vocab_size)
-    kept = keep_in_vocabulary(dataset, vocabulary, num_proc)
+    if keep_unknown and vocab_size < 2:
+        raise UserError(f"--vocab_size must be at least 2 with --keep_unknown=True (got {vocab_size})")
+    ranking = top_vocabulary(counts, len(counts))
+    limit = min(vocab_size - 1 if keep_unknown else vocab_size, len(ranking))
+    vocabulary = ranking[:limit] + ([UNKNOWN_TOKEN] if keep_unknown else [])
+    # every non-empty story, encoded once: its rarest rank says at which vocabulary sizes it is kept
+    encoded = _encode_natural(dataset, ranking, limit, True, num_proc)
+    rarest = np.asarray(encoded["rarest"], dtype=np.int64)
+    every_length = story_lengths(encoded)
+    kept = encoded.remove_columns("rarest")
+    if not keep_unknown:
+        kept = kept.select(np.flatnonzero(rarest < limit))
     if len(kept) == 0:
         raise UserError(f"no story has all its tokens in the {len(vocabulary)}-token vocabulary; "
-                        f"raise --vocab_size or use more stories")
+                        f"raise --vocab_size, use more stories, or keep them with --keep_unknown=True")
+    lengths = story_lengths(kept)
     total = sum(counts.values())
-    in_vocabulary = sum(counts[token] for token in vocabulary)
+    frequencies = {token: counts[token] for token in vocabulary[:limit]}
+    in_vocabulary = sum(frequencies.values())
+    # every token of a kept story is known under the drop rule; with keep_unknown every story is kept
+    unknown = total - in_vocabulary if keep_unknown else 0
+    if keep_unknown:
+        frequencies[UNKNOWN_TOKEN] = unknown
     summary = {"tokenizer": "natural", "stories_in": len(dataset), "stories_kept": len(kept),
                "tokens_in": total, "distinct_tokens_in": len(counts), "vocab_size": len(vocabulary),
-               "token_coverage": in_vocabulary / total}
-    return kept, vocabulary, {token: counts[token] for token in vocabulary}, summary
+               "token_coverage": in_vocabulary / total,
+               "unknown_token": UNKNOWN_TOKEN if keep_unknown else None,
+               "unknown_rate": unknown / total,
+               "seq_len": seq_len,
+               "sequences": sequence_table(lengths, total, seq_len, len(vocabulary), (every_length, rarest), counts,
+                                           keep_unknown)}
+    return kept, vocabulary, frequencies, summary
+
+
+# -- training sequences --------------------------------------------------------------------------
+SEQ_LENS = (16, 32, 64, 128, 256, 512)   # lengths the summary counts sequences for, beside the chosen one
+
+
+def story_lengths(stories) -> np.ndarray:
+    """int64 [stories]: the number of tokens of every story of a dataset with an `ids` column."""
+    parts = [np.diff(offsets) for offsets, _ in id_chunks(stories)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def sequence_counts(stories, seq_lens, windows: bool = False) -> dict:
+    """{T: number of training sequences of T+1 tokens} that `story_sequences` makes, for each T of
+    `seq_lens` (one int or several): a story of L tokens gives [L ≥ T+1] sequences (its first T+1
+    tokens, the release's rule), or with `windows` ⌊L / (T+1)⌋.  `stories`: a dataset with an `ids`
+    column, or the story lengths themselves (any integer array)."""
+    lengths = story_lengths(stories) if hasattr(stories, "column_names") else np.asarray(stories, np.int64)
+    counts = {}
+    for T in ([seq_lens] if np.ndim(seq_lens) == 0 else seq_lens):
+        T = int(T)
+        if T < 1:
+            raise UserError(f"--seq_len must be at least 1 (got {T})")
+        counts[T] = int((lengths // (T + 1)).sum() if windows else np.count_nonzero(lengths >= T + 1))
+    return counts
+
+
+def _sequence_row(lengths, tokens_in: int, seq_len: int, **fields) -> dict:
+    first, windows = sequence_counts(lengths, seq_len)[seq_len], sequence_counts(lengths, seq_len, True)[seq_len]
+    return dict(fields, seq_len=seq_len, stories=len(lengths), first=first, windows=windows,
+                first_share=first * (seq_len + 1) / tokens_in, windows_share=windows * (seq_len + 1) / tokens_in)
+
+
+def sequence_table(lengths, tokens_in: int, seq_len: int, vocab_size: int, every_story=None, counts=None,
+                   keep_unknown: bool = False) -> list:
+    """The summary's `sequences` rows: for the kept stories' `lengths`, at `seq_len` and at SEQ_LENS;
+    with `every_story` = (length, rarest token rank) of every non-empty input story and `counts`
+    (natural tokens), also at `seq_len` for
+    other vocabulary sizes — under the drop rule a story is kept at size V' when its rarest rank is
+    below V', with `keep_unknown` every story is, with `coverage` the share of the input tokens among
+    the kept sizes' known tokens.  Each row: vocab_size, seq_len, stories (kept), first and windows
+    (sequence_counts) and the shares of the input tokens they use, n·(T+1) / tokens_in."""
+    lengths = np.asarray(lengths, np.int64)
+    rows = [_sequence_row(lengths, tokens_in, T, vocab_size=vocab_size)
+            for T in sorted(set(SEQ_LENS) | {seq_len})]
+    if every_story is None or counts is None:
+        return rows
+    every_length, rarest = every_story
+    ordered = np.sort(np.fromiter(counts.values(), np.int64, len(counts)))[::-1]
+    known = np.concatenate([[0], np.cumsum(ordered)])   # known[k]: tokens among the k most frequent
+    seen = set()
+    for size in [vocab_size] + sorted({vocab_size // 2, 2 * vocab_size, 4 * vocab_size} - {vocab_size}):
+        n_known = min(size - keep_unknown, len(counts))
+        if n_known < 1 or n_known in seen:     # a larger size past the corpus's distinct tokens adds nothing
+            continue
+        seen.add(n_known)
+        if size == vocab_size:
+            continue
+        chosen = every_length if keep_unknown else every_length[rarest < n_known]
+        rows.append(_sequence_row(chosen, tokens_in, seq_len, vocab_size=size,
+                                  coverage=int(known[n_known]) / tokens_in, other_vocabulary=True))
+    return rows
+
+
+def sequences_at_other_vocab_sizes(summary: dict, seq_len: int, windows: bool = False) -> dict:
+    """{V': training sequences at `seq_len`} for the other vocabulary sizes a natural tokenizer's
+    summary.json counted (empty when it has none for that length): the count a re-run of the tokenizer
+    with --vocab_size=V' would give."""
+    key = "windows" if windows else "first"
+    return {row["vocab_size"]: row[key] for row in summary.get("sequences", [])
+            if row.get("other_vocabulary") and row["seq_len"] == seq_len}
 
 
 # -- BPE tokenizer -----------------------------------------------------------------------------
@@ -155,8 +282,9 @@ def _encode_bpe_batch(batch, tokenizer_json):
     return {"text": batch["text"], "ids": [e.ids for e in tokenizer.encode_batch(batch["text"])]}
 
 
-def tokenize_bpe(dataset, vocab_size: int = 10000, num_proc: int = 1):
-    """(stories with `ids`, vocabulary list, token counts, summary dict, tokenizer)."""
+def tokenize_bpe(dataset, vocab_size: int = 10000, num_proc: int = 1, seq_len: int = 200):
+    """(stories with `ids`, vocabulary list, token counts, summary dict, tokenizer); the summary's
+    `sequences` table counts the training sequences at `seq_len` and at other lengths (sequence_table)."""
     import datasets
     if len(dataset) == 0:
         raise UserError("the corpus is empty (no stories)")
@@ -176,10 +304,12 @@ def tokenize_bpe(dataset, vocab_size: int = 10000, num_proc: int = 1):
     total = int(counts.sum())
     if total == 0:
         raise UserError("the corpus is empty (no tokens in any story)")
-    unk = tokenizer.token_to_id("<unk>")
+    unk = tokenizer.token_to_id(UNKNOWN_TOKEN)
     summary = {"tokenizer": "bpe", "stories_in": len(dataset), "stories_kept": len(encoded),
                "tokens_in": total, "vocab_size": len(vocabulary),
-               "token_coverage": 1.0 - int(counts[unk]) / total}
+               "token_coverage": 1.0 - int(counts[unk]) / total,
+               "unknown_token": UNKNOWN_TOKEN, "unknown_rate": int(counts[unk]) / total, "seq_len": seq_len,
+               "sequences": sequence_table(story_lengths(encoded), total, seq_len, len(vocabulary))}
     return encoded, vocabulary, dict(zip(vocabulary, counts.tolist())), summary, tokenizer
 
 
@@ -205,12 +335,43 @@ def write_token_folder(out_dir, stories, vocabulary: list, frequencies: dict, su
     return summary
 
 
-def print_summary(summary: dict, out_dir) -> None:
-    print(f"{summary['tokenizer']} tokenizer → {out_dir}")
-    print(f"  stories kept   {summary['stories_kept']:,} of {summary['stories_in']:,}")
-    print(f"  vocabulary     {summary['vocab_size']:,} tokens")
-    print(f"  tokens         {summary['tokens_in']:,} in the input, "
-          f"{100 * summary['token_coverage']:.2f}% covered by the vocabulary")
+def summary_lines(summary: dict, out_dir) -> list:
+    """The tokenizer's summary as the scripts print it: stories kept, vocabulary, tokens, unknown-token
+    rate, and the training sequences at several T (and, for the natural tokenizer, vocabulary sizes)."""
+    V = summary["vocab_size"]
+    lines = [f"{summary['tokenizer']} tokenizer → {out_dir}",
+             f"  stories kept   {summary['stories_kept']:,} of {summary['stories_in']:,}",
+             f"  vocabulary     {V:,} tokens",
+             f"  tokens         {summary['tokens_in']:,} in the input, "
+             f"{100 * summary['token_coverage']:.2f}% covered by the vocabulary"]
+    if summary.get("unknown_token"):
+        lines.append(f"  unknown token  {summary['unknown_token']} is {100 * summary['unknown_rate']:.2f}% of the "
+                     f"kept stories' tokens")
+    rows = summary.get("sequences", [])
+    if not rows:
+        return lines
+    T0 = summary.get("seq_len")
+    lines += ["  training sequences of T+1 tokens (share of the input tokens they use); * the --seq_len asked for",
+              "        T   first T+1 of each story     every window (--windows=True)"]
+    longer = [row["seq_len"] for row in rows if not row.get("other_vocabulary") and not row["windows"]]
+    for row in rows:
+        if not row.get("other_vocabulary") and (row["windows"] or row["seq_len"] == T0):
+            lines.append(f"  {row['seq_len']:>6}{'*' if row['seq_len'] == T0 else ' '} {row['first']:>12,} "
+                         f"({100 * row['first_share']:5.1f}%)   {row['windows']:>12,} ({100 * row['windows_share']:5.1f}%)")
+    if longer:
+        lines.append(f"  no sequence at T = {', '.join(map(str, longer))}: every story is shorter than T+1 tokens")
+    others = [row for row in rows if row.get("other_vocabulary")]
+    if others:
+        rule = ("every story kept, the rarer tokens as " + summary["unknown_token"] if summary.get("unknown_token")
+                else "a story kept when all its tokens are in the vocabulary")
+        lines += [f"  at T = {T0} with another --vocab_size (re-run the tokenizer; {rule}):",
+                  "    vocab_size  stories kept  tokens covered   first T+1     windows"]
+        for row in sorted(others + [dict(next(r for r in rows if r['seq_len'] == T0 and not r.get('other_vocabulary')),
+                                         coverage=summary["token_coverage"], current=True)],
+                          key=lambda r: r["vocab_size"]):
+            lines.append(f"    {row['vocab_size']:>10,}{'*' if row.get('current') else ' '} {row['stories']:>12,} "
+                         f"{100 * row['coverage']:>13.2f}%  {row['first']:>10,}  {row['windows']:>10,}")
+    return lines
 
 
 def load_vocabulary(data_dir) -> list:
@@ -280,6 +441,9 @@ def story_sequences(stories, seq_len: int, vocab_size: int, max_sequences: int =
 def load_stories(data_dir):
     """(stories dataset, vocabulary list) of a tokenizer output folder."""
     import datasets
+
+    from common.progress import quiet_library_bars
+    quiet_library_bars()
     vocabulary = load_vocabulary(data_dir)
     try:
         stories = datasets.load_from_disk(str(Path(data_dir) / STORIES_FOLDER))
@@ -304,12 +468,16 @@ def run_tokenizer(kind: str, config: dict) -> dict:
     if config["max_stories"]:
         dataset = dataset.select(range(min(config["max_stories"], len(dataset))))
     num_proc = config["num_proc"] or default_num_proc(len(dataset))
+    if kind == "bpe" and config.get("keep_unknown"):
+        raise UserError("--keep_unknown is for the natural tokenizer: BPE keeps every story, with its own <unk>")
     if kind == "natural":
-        stories, vocabulary, frequencies, summary = tokenize_natural(dataset, config["vocab_size"], num_proc)
+        stories, vocabulary, frequencies, summary = tokenize_natural(
+            dataset, config["vocab_size"], num_proc, config.get("keep_unknown", False), config.get("seq_len", 200))
         tokenizer = None
     else:
-        stories, vocabulary, frequencies, summary, tokenizer = tokenize_bpe(dataset, config["vocab_size"], num_proc)
+        stories, vocabulary, frequencies, summary, tokenizer = tokenize_bpe(
+            dataset, config["vocab_size"], num_proc, config.get("seq_len", 200))
     summary = write_token_folder(config["out_dir"], stories, vocabulary, frequencies, summary, tokenizer,
                                  generated_files(config["data"]))
-    print_summary(summary, config["out_dir"])
+    print("\n".join(summary_lines(summary, config["out_dir"])))
     return summary

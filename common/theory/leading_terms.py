@@ -24,9 +24,9 @@ The D-terms of W_O and both V terms are the output softmax leaving uniform, p_t 
 ½(z_t∘z_t − mean)) with z_t = x_t W_O: through W_O itself (to first and second order in z, and
 the first-order term fed its own next term), and through W_O(k) inside V's gradient Φ̄ᵀW_Oᵀ.  The
 L-term is the attention layers feeding W_O through V.  Checked against autograd
-(tests/test_leading_terms.py): W_O for L = 1 and 3; V for L = 1 only — with several layers V has
+(tests/theory/test_leading_terms.py): W_O for L = 1 and 3; V for L = 1 only — with several layers V has
 terms of relative order τ² (earlier layers' outputs entering a layer's attention, later layers in the
-backward pass, W_O's L-term) that outgrow these already at τ ≈ 3 and are not derived, so V stays at
+backward pass, W_O's L-term) that soon outgrow these (docs/theory.md §10) and are not derived, so V stays at
 order 1 when n_layers > 1.  W and P keep order 1: their next terms (output softmax, V's and W_O's
 next terms and the attention softmax inside Q̄) are not derived here, so no formula is given for them.
 """

@@ -96,3 +96,33 @@ def naive_model_forward(model, tokens):
         attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
         h = h + attn @ (h @ layer.V)
     return h @ model.W_O
+
+
+def nested_jvp_series(model, x, y, order):
+    """[c_1, …, c_order] of full-batch gradient flow from zero (docs/theory.md §14) by nested
+    forward-mode differentiation: c_{k+1} = (1/(k+1)) (1/k!) d^k/dτ^k [−∇L(Σ_{j≤k} c_j τ^j)] at τ = 0,
+    with k nested `torch.func.jvp` of `torch.func.grad` along τ (about 2^k gradients per order), float64."""
+    import math
+    from torch.func import functional_call, grad, jvp
+
+    model = model.double()
+    names = [name for name, _ in model.named_parameters()]
+    buffers = dict(model.named_buffers())
+
+    def loss(params):
+        logits = functional_call(model, (params, buffers), (x,))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    coefficients = []
+    for k in range(order):
+        def flow(tau):
+            params = {name: sum((c[name] * tau ** (j + 1) for j, c in enumerate(coefficients)),
+                                torch.zeros_like(p, dtype=torch.float64)) for name, p in model.named_parameters()}
+            return {name: -g for name, g in grad(loss)(params).items()}
+
+        derivative = flow
+        for _ in range(k):
+            derivative = (lambda f: lambda tau: jvp(f, (tau,), (torch.ones((), dtype=torch.float64),))[1])(derivative)
+        value = derivative(torch.zeros((), dtype=torch.float64))
+        coefficients.append({name: value[name] / ((k + 1) * math.factorial(k)) for name in names})
+    return coefficients

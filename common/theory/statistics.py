@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import torch
-from tqdm.auto import tqdm
+from common.progress import progress_bar
 
 AllReduce = Optional[Callable[[torch.Tensor], None]]  # in-place sum across processes (or None)
 
@@ -95,8 +95,8 @@ def attention_scores_gradient(M: torch.Tensor, tri: LowerTriangle) -> torch.Tens
 
 
 def _uses_sparse(nnz: int, V: int, device: torch.device) -> bool:
-    """Sparse-times-dense beats a dense product when C is sparse enough (measured: on a CPU a CSR
-    product runs ~17× fewer multiply-adds per second than a dense one; on a GPU ~100×+)."""
+    """Sparse-times-dense beats a dense product when C is sparse enough: the factors are the measured
+    throughput gap between a CSR product and a dense one on each device (docs/benchmarks.md §3)."""
     return nnz * (16 if device.type == "cpu" else 256) < V * V
 
 
@@ -276,7 +276,7 @@ def statistics_from_batches(batches, vocab_size: int, full_vocab_size: Optional[
     acc = StatisticsAccumulator(vocab_size, full_vocab_size, device, dtype, keep)
     for add, end, label in ((acc.add_first_pass, acc.end_first_pass, "statistics pass 1 (B̄, Φ̄)"),
                             (acc.add_second_pass, acc.finish, "statistics pass 2 (Q̄, p̄)")):
-        for x, y in tqdm(batches() if callable(batches) else batches, desc=label, disable=not progress,
+        for x, y in progress_bar(batches() if callable(batches) else batches, desc=label, disable=not progress,
                          leave=False):
             add(x, y)
         result = end(all_reduce)

@@ -37,11 +37,11 @@ def mean_loss(model, tokens: torch.Tensor, batch_size: int = 64) -> float:
 @torch.no_grad()
 def causal_ablation(model, stats, tokens: torch.Tensor, batch_size: int = 64, progress: bool = False) -> dict:
     """{'baseline_loss', 'rows': [{weight, cosine, removed_fraction, loss, loss_change}]}."""
-    from tqdm.auto import tqdm
+    from common.progress import progress_bar
     theory = theory_matrices(stats)
     baseline = mean_loss(model, tokens, batch_size)
     rows = []
-    for key, kind, weight in tqdm(list(named_weights(model)), desc="ablations", disable=not progress):
+    for key, kind, weight in progress_bar(list(named_weights(model)), desc="ablations", disable=not progress):
         original = weight.detach().clone()
         cosine = matrix_cosine(original, theory[kind])
         weight.copy_(remove_projection(original, theory[kind]))

@@ -156,7 +156,7 @@ def run_regime(config: dict) -> str:
     settings = {k: config[k] for k in ("data_dir", "seq_len", "n_layers", "batch_size", "grad_accum",
                                        "max_sequences", "seed", "device", "progress", "deterministic")}
     configure_numerics(settings["deterministic"])
-    tokens = load_training_data(TrainConfig.from_dict(settings))[0]
+    tokens = load_training_data(TrainConfig.from_settings(settings))[0]
     vocab_size = int(tokens.max()) + 1
     steps_per_epoch = len(tokens) // (config["batch_size"] * config["grad_accum"])
     stats = compute_statistics(tokens[:, :-1].long(), tokens[:, 1:].long(), vocab_size,
@@ -168,7 +168,7 @@ def run_regime(config: dict) -> str:
         measured = {}
         for lr in lrs:
             steps = max(1, math.ceil(config["tau_max"] / lr - 1e-9))
-            cfg = TrainConfig.from_dict(dict(
+            cfg = TrainConfig.from_settings(dict(
                 settings, out_dir=str(Path(tmp) / "runs" / f"lr_{lr:g}"), lr=lr, max_steps=steps,
                 epochs=max(1, math.ceil(steps / max(steps_per_epoch, 1))), log_every=1 / max(steps_per_epoch, 1),
                 save_every=0.0, keep_checkpoints=1, report_top=0, path_exact=True))

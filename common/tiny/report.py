@@ -42,6 +42,8 @@ from pathlib import Path
 import torch
 
 from common.io import UserError, atomic_path
+from common.page import top_partner_table
+from common.tiny.training import RunCallback
 from common.theory.alignment import named_weights, theory_entry
 from common.theory.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
 
@@ -93,16 +95,6 @@ def statistic_view(stats, field: str, view: str = "normalised") -> torch.Tensor:
     `normalised` view (module docstring), float64 on the CPU."""
     matrix = getattr(stats, field).detach().to("cpu", torch.float64)
     return normalised_rows(matrix, token_frequency(stats)) if view == "normalised" else matrix
-
-
-def top_partner_table(matrix: torch.Tensor, rows, k: int, skip_self: bool = False):
-    """(values, ids) [len(rows), k'] of the k largest entries of each chosen row, largest first;
-    `skip_self` leaves the diagonal entry out (Σ_B: a token is trivially interchangeable with itself)."""
-    rows = torch.as_tensor(rows, dtype=torch.long)
-    block = matrix.detach()[rows.to(matrix.device)].to("cpu", torch.float64)
-    if skip_self:
-        block[torch.arange(len(rows)), rows] = -float("inf")
-    return block.topk(min(k, block.shape[1] - int(skip_self)), dim=1)
 
 
 def _cell(word: str) -> str:
@@ -241,3 +233,17 @@ def write_report(path, model, stats, vocabulary, tokens, cfg, step=None) -> Path
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+REPORT_FILE = "associations.md"
+
+
+class AssociationReport(RunCallback):
+    """The run's association report (`associations.md`), written when the run reaches its last step."""
+
+    def on_end(self, trainer):
+        if not trainer.proc.main:
+            return None
+        path = write_report(trainer.out_dir / REPORT_FILE, trainer.model, trainer.stats, trainer.vocabulary,
+                            trainer.tokens, trainer.cfg, trainer.step)
+        return {"association report": str(path)}

@@ -1,74 +1,96 @@
 """The topic-structure pipeline of topic_structure.py (docs/theory.md §11): corpus → natural tokens → the one
 Trainer (common/tiny/training.py), measuring the trained model and its leading-term twin at every log point with
 common/theory/topic_measures.py → topic_structure.json and figure."""
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import torch
 
-from common.io import UserError
+from common.config import Settings
 from common.corpus.lda import read_topic_table
+from common.device import resolve_device
+from common.io import UserError
 from common.theory.statistics import CorpusStatistics
-from common.theory.topic_measures import (bin_sizes, contrast, leading_term_model, model_measures, pair_bins,
+from common.theory.topic_measures import (BINS, bin_sizes, contrast, leading_term_model, model_measures, pair_bins,
                                           statistic_symbol, theory_measures, topic_order, vocabulary_topics)
 from common.theory.weight_kinds import STATISTIC
-from common.tiny.training import TrainConfig, Trainer
+from common.tiny.training import RunCallback, TrainConfig, Trainer
 
 
-# -- topic_structure.py --------------------------------------------------------------------------
-class MeasuringTrainer(Trainer):
-    """The one trainer (common/tiny/training.py), calling `recorder(trainer, log entry)` at each log point."""
-    recorder = None
+@dataclass
+class TopicStructureConfig(Settings):
+    """topic_structure.py's settings; meaning and defaults are its hyperparameter block's (the one home
+    of each comment; tests/test_config.py proves the defaults below equal that block's)."""
+    n_topics: int = 10
+    words_per_topic: int = 10
+    alpha: float = 0.1
+    min_length: int = 100
+    max_length: int = 150
+    n_documents: int = 10000
+    overlap: int = 0
+    data: str = "lda"
+    topics: str = ""
+    vocab_size: int = 3000
+    heldout_documents: int = 200
+    seq_len: int = 64
+    n_layers: int = 3
+    batch_size: int = 64
+    epochs: int = 4
+    lr: float = 4.0
+    log_every: float = 0.05
+    seed: int = 0
+    device: str = "cpu"
+    deterministic: bool = True
+    num_threads: int = 1
+    progress: bool = True
+    out_dir: str = "out/topics"
 
-    def log_point(self) -> dict:
-        entry = super().log_point()
-        if self.recorder is not None:
-            self.recorder(self, entry)
-        return entry
+
+def _training_config(cfg: TopicStructureConfig, data_dir, out_dir):
+    return TrainConfig.from_settings(dict(asdict(cfg), data_dir=str(data_dir), out_dir=str(out_dir), report_top=0,
+                                          path_exact=False, save_every=0, keep_checkpoints=1, resume=False))
 
 
-def _training_config(config: dict, data_dir, out_dir):
-    return TrainConfig.from_dict(dict(config, data_dir=str(data_dir), out_dir=str(out_dir), report_top=0,
-                                      path_exact=False, save_every=0, keep_checkpoints=1, resume=False))
-
-
-def _corpus(config: dict):
+def _corpus(cfg: TopicStructureConfig):
     """(training texts, held-out texts, word → topics table, LDA parameters or None), every input
     checked before anything is generated or written."""
     from dataclasses import replace
 
     from common.corpus.lda import LDAParameters, generate_lda
     from common.corpus.text import iter_texts, load_text_dataset
-    heldout = config["heldout_documents"]
+    heldout = cfg.heldout_documents
     if heldout < 1:
         raise UserError(f"--heldout_documents must be at least 1 (got {heldout}): the attention is measured on them")
-    if config["data"] == "lda":
-        if config["topics"]:
+    if cfg.data == "lda":
+        if cfg.topics:
             raise UserError("--topics is for a corpus other than --data=lda (the LDA generator knows its topics)")
-        params = LDAParameters.from_config(config).validate(config["seq_len"])
-        corpus = generate_lda(replace(params, n_documents=params.n_documents + heldout), config["seed"])
+        params = LDAParameters.from_settings(asdict(cfg)).validate(cfg.seq_len)
+        corpus = generate_lda(replace(params, n_documents=params.n_documents + heldout), cfg.seed)
         return corpus.documents[:-heldout], corpus.documents[-heldout:], corpus.table, params
-    if not config["topics"]:
-        raise UserError(f"--data={config['data']} needs --topics=<word → topic table.json> (or use --data=lda)")
-    table = read_topic_table(config["topics"])
-    texts = list(iter_texts(load_text_dataset(config["data"])))
+    if not cfg.topics:
+        raise UserError(f"--data={cfg.data} needs --topics=<word → topic table.json> (or use --data=lda)")
+    table = read_topic_table(cfg.topics)
+    texts = list(iter_texts(load_text_dataset(cfg.data)))
     if len(texts) <= heldout:
-        raise UserError(f"{config['data']} has {len(texts)} documents: too few to hold out "
+        raise UserError(f"{cfg.data} has {len(texts)} documents: too few to hold out "
                         f"--heldout_documents={heldout} and train on the rest")
     return texts[:-heldout], texts[-heldout:], table, None
 
 
-class _Recorder:
-    """Called at each of the trainer's log points: measures the trained model and its leading-term twin."""
+class TopicRecorder(RunCallback):
+    """At each of the trainer's log points: measures the trained model and its leading-term twin."""
 
     def __init__(self, bins, heldout):
         self.bins, self.heldout, self.trained, self.leading = bins, heldout, [], []
 
-    def __call__(self, trainer, entry):
+    def on_log(self, trainer, entry):
         head = {"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"]}
         self.trained.append(dict(head, **model_measures(trainer.model, self.heldout, self.bins)))
         twin = leading_term_model(trainer.model, trainer.stats, trainer.cfg.lr, trainer.step)
         self.leading.append(dict(head, **model_measures(twin, self.heldout, self.bins)))
 
 
-def run_topic_structure(config: dict) -> dict:
+def run_topic_structure(cfg: TopicStructureConfig) -> dict:
     """The body of topic_structure.py (see its docstring); returns the result written."""
     import datasets
 
@@ -76,25 +98,27 @@ def run_topic_structure(config: dict) -> dict:
     from common.corpus.lda import TABLE_FILE, describe
     from common.corpus.tokenize import keep_in_vocabulary, story_sequences, tokenize_natural, write_token_folder
 
-    if not config["progress"]:
+    if not cfg.progress:
         datasets.disable_progress_bars()
-    if config.get("num_threads", 0) > 0:
-        torch.set_num_threads(config["num_threads"])
-    train_texts, heldout_texts, table, params = _corpus(config)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    train_texts, heldout_texts, table, params = _corpus(cfg)
     stories, vocabulary, frequencies, summary = tokenize_natural(
-        datasets.Dataset.from_dict({"text": train_texts}), config["vocab_size"])
-    topics = vocabulary_topics(vocabulary, table, config["topics"] or "the LDA table")
+        datasets.Dataset.from_dict({"text": train_texts}), cfg.vocab_size)
+    topics = vocabulary_topics(vocabulary, table, cfg.topics or "the LDA table")
     bins = pair_bins(topics)
     heldout = story_sequences(keep_in_vocabulary(datasets.Dataset.from_dict({"text": heldout_texts}), vocabulary),
-                              config["seq_len"], len(vocabulary))[:, :-1].long()
+                              cfg.seq_len, len(vocabulary))[:, :-1].long()
 
-    with atomic_directory(config["out_dir"]) as tmp:
+    with atomic_directory(cfg.out_dir) as tmp:
         write_token_folder(tmp / "data", stories, vocabulary, frequencies, summary, extra_files={TABLE_FILE: table})
-        trainer = MeasuringTrainer(_training_config(config, tmp / "data", tmp / "run"))
-        recorder = trainer.recorder = _Recorder(bins.to(trainer.proc.device), heldout.to(trainer.proc.device))
+        device = resolve_device(cfg.device)
+        recorder = TopicRecorder(bins.to(device), heldout.to(device))
+        trainer = Trainer(_training_config(cfg, tmp / "data", tmp / "run"), callbacks=[recorder])
+        # the checkpoints name the data folder where it will be once the whole folder is in place
+        trainer.recorded_data_dir = str(Path(cfg.out_dir) / "data")
         trainer.run()
-        settings = {k: v for k, v in config.items() if not k.startswith("_")}
-        result = {"settings": settings, "lda": describe(params) if params else None,
+        result = {"settings": asdict(cfg), "lda": describe(params) if params else None,
                   "vocab_size": len(vocabulary), "pairs": bin_sizes(bins), "heldout_sequences": len(heldout),
                   "theory": theory_measures(trainer.stats, bins),
                   "trained": recorder.trained, "leading_terms": recorder.leading}
@@ -173,17 +197,15 @@ def plot_topic_structure(result: dict, panels: list, starts: list, stem) -> list
     return save_figure(fig, stem)
 
 
-def print_summary(result: dict, out_dir) -> None:
-    """The closed forms' and the last log point's same-topic / different-topic means, one line each."""
-    show = lambda m: (f"same token {m['same_token']:+.3e}  same topic {m['same_topic']:+.3e}  "
-                      f"different topic {m['different_topic']:+.3e}" if None not in m.values() else str(m))
-    print(f"{result['vocab_size']} tokens, pairs {result['pairs']}")
-    print("closed forms:")
-    for field, measure in result["theory"].items():
-        print(f"  {statistic_symbol(field):<16} {show(measure)}")
+def summary_lines(result: dict) -> list:
+    """The closed forms' and the last log point's binned means, one labelled line each (for the script)."""
+    def show(measure):
+        return "  ".join(f"{name.replace('_', ' ')} {measure[name]:+.3e}" if measure.get(name) is not None
+                         else f"{name.replace('_', ' ')} —" for name in BINS)
+    pairs = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in result["pairs"].items())
+    lines = [f"{result['vocab_size']} tokens; token pairs: {pairs}", "closed forms:"]
+    lines += [f"  {statistic_symbol(field):<16} {show(measure)}" for field, measure in result["theory"].items()]
     last = result["trained"][-1]
-    print(f"trained, step {last['step']} (loss {last['loss']:.4f}):")
-    for key, measure in last.items():
-        if isinstance(measure, dict):
-            print(f"  {key:<20} {show(measure)}")
-    print(f"wrote {out_dir}/topic_structure.json and topic_structure.png/.pdf")
+    lines.append(f"trained, step {last['step']} (loss {last['loss']:.4f}):")
+    lines += [f"  {key:<20} {show(measure)}" for key, measure in last.items() if isinstance(measure, dict)]
+    return lines

@@ -16,10 +16,17 @@ attention-only transformer, tracking how each weight lines up with its leading-t
               the end; `resume` continues from the newest one, refusing one of another configuration
     DDP       under torchrun: DistributedDataParallel, gloo on CPU and nccl on GPU; gradients are
               averaged over ranks, so equal global batches give equal SGD steps
+    outputs   the trainer trains: logs, checkpoints, resume.  Whatever else a run produces (the
+              association report, the explorer page, topic measures) hooks in as a `RunCallback`
+              that the script passes to `train` — the scripts decide what a run writes.
+    clock     the theory's natural clock is τ = ηs: `tau > 0` trains until ηs reaches it instead of
+              for `epochs`; before training the trainer reports the sequences, the steps and, after the
+              first step, its measured time and the estimated time of the run (through `log`)
 """
 import contextlib
 import hashlib
 import math
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -27,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from common.theory.alignment import path_entry, theory_entry
+from common.config import Settings
 from common.device import Processes, configure_numerics, resolve_device, setup_processes
 from common.io import UserError, load_tensors, read_json, save_tensors, write_json
 from common.theory.model import AttentionOnlyTransformer
@@ -35,7 +43,6 @@ from common.theory.statistics import compute_statistics
 from common.theory.weight_kinds import parse_log_key
 
 LOG_FILE = "training_logs.json"
-REPORT_FILE = "associations.md"
 CHECKPOINT_DIR = "checkpoints"
 # settings that must agree between a checkpoint and the run resuming from it
 TRAJECTORY_KEYS = ("vocab_size", "seq_len", "n_layers", "init_std", "lr", "global_batch", "seed",
@@ -43,41 +50,55 @@ TRAJECTORY_KEYS = ("vocab_size", "seq_len", "n_layers", "init_std", "lr", "globa
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
+    """The trainer's settings.  Their meaning and defaults are those of tiny_self_attn_natural.py's
+    hyperparameter block (the one home of each comment; tests/test_config.py proves the defaults below
+    equal that block's, which they repeat only so that library code can build a config)."""
     data_dir: str = "data/natural"
     out_dir: str = "out/natural"
     seq_len: int = 200
+    windows: bool = False
     n_layers: int = 3
-    batch_size: int = 512          # sequences per process per micro-step
-    grad_accum: int = 1            # micro-steps per optimiser step
+    batch_size: int = 512
+    grad_accum: int = 1
     epochs: int = 100
-    max_steps_per_epoch: int = 0   # 0: every full global batch of the epoch
-    max_steps: int = 0             # stop after this many optimiser steps in all (0: run every epoch)
+    tau: float = 0.0
+    max_steps_per_epoch: int = 0
+    max_steps: int = 0
     lr: float = 0.005
     init_std: float = 0.0
-    path_exact: bool = True        # track the path-exact prediction (docs/theory.md §10) and log against it
-    log_every: float = 2.0         # epochs between log points (fractions allowed)
-    save_every: float = 10.0       # epochs between checkpoints (0: only at the end)
+    path_exact: bool = True
+    log_every: float = 2.0
+    save_every: float = 10.0
     keep_checkpoints: int = 2
-    stats_sequences: int = 0       # 0: all training sequences
-    stats_chunk: int = 64          # sequences per statistics chunk (memory ~ chunk × T² / 2)
-    max_sequences: int = 0         # 0: every story of at least seq_len + 1 tokens
-    windows: bool = False          # cut every story into consecutive windows of seq_len + 1 tokens
+    stats_sequences: int = 0
+    stats_chunk: int = 64
+    max_sequences: int = 0
     seed: int = 42
     resume: bool = False
-    report_top: int = 5            # partners per token in the association report (0: no report)
-    report_tokens: int = 20        # most frequent tokens in the report
-    report_words: str = ""         # extra tokens for the report, comma-separated
-    report_view: str = "normalised"  # report values: normalised (row a / P̂(x=a)), raw or both (common/tiny/report.py)
-    device: str = "auto"           # auto, cpu, cuda, cuda:1, …
-    deterministic: bool = True     # deterministic kernels: same data, settings, seed → same bytes
-    tf32: bool = False             # TensorFloat-32 matmuls on GPU (≈4.5× faster on an H100, ~1e-3 relative error)
+    report_top: int = 5
+    report_tokens: int = 20
+    report_words: str = ""
+    report_view: str = "normalised"
+    device: str = "auto"
+    deterministic: bool = True
+    tf32: bool = False
     progress: bool = True
 
-    @classmethod
-    def from_dict(cls, config: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in config.items() if k in names})
+
+class RunCallback:
+    """What a run writes besides its log and checkpoints.  The trainer calls, on every process:
+        on_log(trainer, entry)   after each log point, with the entry just appended to the log
+        on_end(trainer)          once the run has reached its last step (not when interrupted);
+                                 returns {name: path} of what it wrote, or None
+    A callback reads the trainer's public state: `cfg`, `model`, `stats`, `tokens`, `vocabulary`,
+    `step`, `logs`, `out_dir`, `proc` (write files on `proc.main` only)."""
+
+    def on_log(self, trainer, entry: dict) -> None:
+        pass
+
+    def on_end(self, trainer):
+        return None
 
 
 # -- schedule ----------------------------------------------------------------------------------
@@ -117,13 +138,15 @@ def sgd_step(model, optimizer, micro_batches, no_sync=None) -> float:
 
 
 # -- data and checkpoints ----------------------------------------------------------------------
-def load_training_data(cfg: TrainConfig):
-    """(tokens int32 [N, T+1], vocabulary, vocabulary SHA-256, data fingerprint)."""
-    from common.corpus.tokenize import load_stories, story_sequences, vocabulary_fingerprint
+def load_training_data(cfg: TrainConfig, with_lengths: bool = False):
+    """(tokens int32 [N, T+1], vocabulary, vocabulary SHA-256, data fingerprint), and the stories'
+    token counts with `with_lengths` (for the too-few-sequences levers)."""
+    from common.corpus.tokenize import load_stories, story_lengths, story_sequences, vocabulary_fingerprint
     stories, vocabulary = load_stories(cfg.data_dir)
     tokens = story_sequences(stories, cfg.seq_len, len(vocabulary), cfg.max_sequences, windows=cfg.windows)
     fingerprint = hashlib.blake2b(tokens.numpy().tobytes(), digest_size=16).hexdigest()
-    return tokens, vocabulary, vocabulary_fingerprint(vocabulary), fingerprint
+    loaded = tokens, vocabulary, vocabulary_fingerprint(vocabulary), fingerprint
+    return loaded + (story_lengths(stories),) if with_lengths else loaded
 
 
 def checkpoint_paths(out_dir) -> list:
@@ -178,27 +201,33 @@ class InterruptFlag:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: TrainConfig, callbacks=(), log=None):
+        """`callbacks`: RunCallback objects (what the run writes besides logs and checkpoints);
+        `log(line)`: where the plan of the run and the step-time estimate go (main process only;
+        None: silent)."""
+        self.cfg, self.callbacks = cfg, list(callbacks)
+        self.log = log if log is not None else (lambda line: None)
+        if cfg.resume:   # before any data is read: a wrong folder is the first thing to hear about
+            check_resumable(cfg.out_dir)
         self.proc = setup_processes(cfg.device)
         configure_numerics(cfg.deterministic, cfg.tf32)
         for name in ("batch_size", "grad_accum", "epochs", "n_layers"):
             if getattr(cfg, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
-        if cfg.report_top > 0:   # a mistyped view fails now, not after training
-            from common.tiny.report import check_view
-            check_view(cfg.report_view)
-        self.tokens, self.vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
+        if cfg.tau < 0 or cfg.lr <= 0:
+            raise UserError(f"--lr must be positive and --tau at least 0 (got lr {cfg.lr}, tau {cfg.tau})")
+        self.tokens, self.vocabulary, vocab_sha, fingerprint, self.story_lengths = load_training_data(
+            cfg, with_lengths=True)
         self.out_dir = Path(cfg.out_dir)
         n, world = len(self.tokens), self.proc.world
         self.global_batch = cfg.batch_size * cfg.grad_accum * world
         steps = n // self.global_batch
         if steps == 0:
-            raise UserError(f"{n} training sequences are fewer than one global batch "
-                            f"({cfg.batch_size} × {cfg.grad_accum} accumulation × {world} processes); "
-                            f"lower --batch_size or use more stories")
+            raise UserError(too_few_sequences(n, cfg, world, self.story_lengths))
         self.steps_per_epoch = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
-        self.total_steps = cfg.epochs * self.steps_per_epoch
+        # τ = ηs: with --tau the run is as many steps as reach it, whatever --epochs says
+        self.total_steps = (max(1, math.ceil(cfg.tau / cfg.lr - 1e-9)) if cfg.tau > 0
+                            else cfg.epochs * self.steps_per_epoch)
         self.stop_step = min(self.total_steps, cfg.max_steps) if cfg.max_steps else self.total_steps
         # the run's regular log points; the last step of a run is logged too, whatever stopped it
         self.log_steps = event_steps(cfg.log_every, self.steps_per_epoch, self.total_steps)
@@ -212,6 +241,7 @@ class Trainer:
         self.tracker = (PathExactTracker(len(self.vocabulary), cfg.seq_len, cfg.lr, self.proc.device)
                         if cfg.path_exact else None)
         self.step, self.loss_sum, self.loss_count, self.logs = 0, 0.0, 0, []
+        self.recorded_data_dir = str(cfg.data_dir)   # what checkpoints record (a caller may name the final folder)
         self._prepare_out_dir()
         self.model.to(self.proc.device)
         self.stats = statistics_of(self.tokens, cfg, len(self.vocabulary), self.proc)
@@ -250,8 +280,9 @@ class Trainer:
         # drop entries after the crash, and the off-schedule entry of a run stopped early (--max_steps):
         # the continued log is then the log of an uninterrupted run
         self.logs = [entry for entry in logs if entry["step"] <= self.step and entry["step"] in self.log_steps]
-        if self.step >= self.stop_step and self.proc.main:
-            print(f"{existing[-1]} is already at step {self.step}; nothing left to train")
+        if self.step >= self.stop_step:
+            raise UserError(f"the run in {self.out_dir} is complete (step {self.step} of {self.stop_step}); "
+                            f"raise --epochs, --tau or --max_steps to train it further, or choose a new --out_dir")
 
     # -- pieces of the loop
     def micro_batches(self, order, step_in_epoch):
@@ -273,13 +304,15 @@ class Trainer:
             self.loss_sum, self.loss_count = 0.0, 0
         if self.proc.main:
             write_json(self.out_dir / LOG_FILE, self.logs)
+        for callback in self.callbacks:
+            callback.on_log(self, entry)
         return entry
 
     def save_checkpoint(self) -> Path:
         path = self.out_dir / CHECKPOINT_DIR / f"step_{self.step:08d}.safetensors"
         if self.proc.main:
             meta = dict(self.run_meta, step=self.step, epoch=self.step / self.steps_per_epoch,
-                        loss_sum=self.loss_sum, loss_count=self.loss_count, data_dir=str(self.cfg.data_dir),
+                        loss_sum=self.loss_sum, loss_count=self.loss_count, data_dir=self.recorded_data_dir,
                         max_sequences=self.cfg.max_sequences)
             tensors = dict(self.model.state_dict())
             if self.tracker is not None:
@@ -297,7 +330,9 @@ class Trainer:
         save_steps = event_steps(cfg.save_every, self.steps_per_epoch, self.total_steps) | {self.stop_step}
         if proc.main:
             write_json(self.out_dir / "config.json", dict(asdict(cfg), **self.run_meta, world_size=proc.world,
-                                                          total_steps=self.total_steps))
+                                                          total_steps=self.total_steps,
+                                                          data_dir=self.recorded_data_dir))
+            self.log(self.plan())
         model = self.ddp or self.model
         no_sync = self.ddp.no_sync if self.ddp is not None else None
         bar = tqdm(total=self.stop_step, initial=self.step, desc="training", disable=not (cfg.progress and proc.main),
@@ -309,19 +344,29 @@ class Trainer:
         if interrupt.raised and self.step < self.stop_step:
             if proc.main:
                 path = self.save_checkpoint()
-                raise UserError(f"interrupted at step {self.step}; checkpoint {path} saved — run the same "
-                                f"command with --resume=True to continue")
+                self.log(f"interrupted at step {self.step}; checkpoint {path} saved. Continue the run with:\n"
+                         f"  {resume_command(self.out_dir)}")
             raise SystemExit(130)
         return self._finish()
 
+    def plan(self) -> str:
+        """The run in one line: sequences, batch, steps, τ = ηs at the end."""
+        cfg = self.cfg
+        length = (f"until τ = ηs reaches {cfg.tau:g}" if cfg.tau > 0 else f"{cfg.epochs} epochs")
+        return (f"{len(self.tokens):,} training sequences of {cfg.seq_len + 1} tokens; global batch "
+                f"{self.global_batch} → {self.steps_per_epoch:,} steps per epoch; {length}: "
+                f"{self.stop_step:,} steps (τ = {cfg.lr * self.stop_step:g})"
+                + (f", resuming at step {self.step:,}" if self.step else ""))
+
     def _train_until_stop(self, model, no_sync, log_steps, save_steps, bar, interrupt) -> None:
         cfg, proc = self.cfg, self.proc
-        order, order_epoch = None, None
+        order, order_epoch, timing = None, None, None
         while self.step < self.stop_step:
             epoch, k = divmod(self.step, self.steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(len(self.tokens), cfg.seed, epoch), epoch
             batches = list(self.micro_batches(order, k))
+            started = time.perf_counter()
             loss = sgd_step(model, self.optimizer, batches, no_sync)
             if self.tracker is not None:   # the same global batch: every micro-batch, every rank
                 self.tracker.step(batches, proc.all_reduce if proc.world > 1 else None)
@@ -333,6 +378,11 @@ class Trainer:
             if not math.isfinite(loss):
                 raise UserError(f"the loss became {loss} at step {self.step + 1}; lower --lr")
             self.step += 1
+            if timing is None:   # the first step of this process: the estimate the user plans with
+                timing = time.perf_counter() - started
+                left = self.stop_step - self.step
+                self.log(f"one step took {timing:.2f} s; the {left:,} steps left take about "
+                         f"{_duration(timing * left)} (plus log points)")
             self.loss_sum, self.loss_count = self.loss_sum + loss, self.loss_count + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", epoch=f"{self.step / self.steps_per_epoch:.2f}", refresh=False)
@@ -346,26 +396,66 @@ class Trainer:
                 return
 
     def _finish(self) -> dict:
-        cfg, proc = self.cfg, self.proc
+        proc = self.proc
         if not checkpoint_paths(self.out_dir) and proc.main:
             self.save_checkpoint()
-        result = {"main": proc.main, "out_dir": str(self.out_dir), "step": self.step, "log": self.logs[-1] if self.logs else None}
-        if proc.main and cfg.report_top > 0 and self.step == self.stop_step:
-            from common.tiny.report import write_report
-            result["report"] = str(write_report(self.out_dir / REPORT_FILE, self.model, self.stats,
-                                                self.vocabulary, self.tokens, cfg, self.step))
-            from common.tiny.explorer import EXPLORER_FILE, write_explorer   # the page of the same run (report_top > 0)
-            from common.tiny.report import PAGE_VIEWS
-            page_view = cfg.report_view if cfg.report_view in PAGE_VIEWS else "normalised"   # lift: report only
-            result["explorer"] = str(write_explorer(self.out_dir / EXPLORER_FILE, self.stats, self.vocabulary,
-                                                    checkpoint_paths(self.out_dir), self.logs, page_view,
-                                                    title=f"{self.out_dir}, step {self.step}"))
+        result = {"main": proc.main, "out_dir": str(self.out_dir), "step": self.step,
+                  "log": self.logs[-1] if self.logs else None, "outputs": {}}
+        if self.step == self.stop_step:
+            for callback in self.callbacks:
+                result["outputs"].update(callback.on_end(self) or {})
         if proc.world > 1:
             torch.distributed.barrier()
         return result
 
 
-# settings a resumed run takes from the command line, not from the run's saved config.json
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def resume_command(out_dir) -> str:
+    """The command that continues the run in `out_dir` (its script and its folder; the rest comes
+    from the run's config.json)."""
+    import shlex
+    import sys
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "tiny_self_attn_natural.py"
+    return f"python {script} --out_dir={shlex.quote(str(out_dir))} --resume=True"
+
+
+def check_resumable(out_dir) -> None:
+    """A run to resume must have a checkpoint: said before any data is read."""
+    if not checkpoint_paths(out_dir):
+        where = Path(out_dir)
+        raise UserError(f"no checkpoint to resume from in {where / CHECKPOINT_DIR}"
+                        + ("" if where.exists() else f" ({where} does not exist)")
+                        + "; drop --resume to start a new run")
+
+
+def too_few_sequences(n: int, cfg: TrainConfig, world: int, story_lengths) -> str:
+    """The error for a data set smaller than one global batch, naming every lever in order of effect,
+    with the count each would give where it can be computed from the story lengths."""
+    from common.corpus.tokenize import sequence_counts
+    batch = cfg.batch_size * cfg.grad_accum * world
+    shorter = [t for t in (128, 64, 32, 16) if t < cfg.seq_len]
+    counts = sequence_counts(story_lengths, shorter, cfg.windows)
+    levers = []
+    for t in shorter:
+        levers.append(f"--seq_len={t} ({counts[t]:,} sequences)")
+        if counts[t] >= batch:
+            break
+    if not cfg.windows:
+        windows = sequence_counts(story_lengths, cfg.seq_len, True)[cfg.seq_len]
+        levers.append(f"--windows=True ({windows:,} at --seq_len={cfg.seq_len})")
+    levers.append("a larger --vocab_size in the tokenizer (keeps more stories)")
+    levers.append(f"--batch_size={max(1, n // (cfg.grad_accum * world))} or lower" if n >= cfg.grad_accum * world
+                  else "a smaller --batch_size")
+    return (f"{n} training sequences are fewer than one global batch ({cfg.batch_size} × {cfg.grad_accum} "
+            f"accumulation × {world} processes = {batch}); levers, most effective first: " + "; ".join(levers))
+
+
+# settings a resumed run takes from the command line, not from the run's saved config.json; of the
+# others, those that change the trajectory (TRAJECTORY_KEYS) are refused when they differ, and a
+# different --epochs or --tau changes where the run ends (extending a finished run)
 PER_INVOCATION = ("out_dir", "resume", "device", "progress", "max_steps")
 
 
@@ -375,7 +465,7 @@ def resolve_config(config: dict) -> TrainConfig:
     setting given explicitly that changes the trajectory is refused by the checkpoint check.
     `config["_explicit"]` (set by `common.config.override`) names the settings given on the command
     line; without it every key of `config` counts as given."""
-    cfg = TrainConfig.from_dict(config)
+    cfg = TrainConfig.from_settings(config)
     saved_path = Path(cfg.out_dir) / "config.json"
     if not cfg.resume or not saved_path.exists():
         return cfg
@@ -386,20 +476,20 @@ def resolve_config(config: dict) -> TrainConfig:
     return TrainConfig(**merged)
 
 
-def train(config: dict) -> dict:
-    """Train with the hyperparameters in `config` (a script's globals() after `override`)."""
+def train(config: dict, callbacks=(), log=None) -> dict:
+    """Train with the hyperparameters in `config` (a script's settings after `override`);
+    `callbacks`: what the run writes besides logs and checkpoints (RunCallback); `log(line)`: the plan
+    and the step-time estimate (main process)."""
     try:
-        return Trainer(resolve_config(config)).run()
+        return Trainer(resolve_config(config), callbacks, log).run()
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def print_final(result: dict) -> None:
-    """The run's last log entry in one line (main process only)."""
-    if not result["main"]:
-        return
-    print(f"run in {result['out_dir']} ended at step {result['step']}")
+def final_summary(result: dict) -> list:
+    """The run's last log entry and its outputs as lines for the script to print."""
+    lines = [f"run in {result['out_dir']} ended at step {result['step']}"]
     entry = result.get("log")
     if entry:
         kinds = {}
@@ -409,11 +499,9 @@ def print_final(result: dict) -> None:
                 kinds.setdefault(parsed.kind, []).append(value)
         cosines = ", ".join(f"{kind} {min(v):.3f}" + (f"–{max(v):.3f}" if len(v) > 1 else "")
                             for kind, v in kinds.items())
-        print(f"final loss {entry['loss']:.4f}; cosine with theory: {cosines}")
-    if result.get("report"):
-        print(f"association report: {result['report']}")
-    if result.get("explorer"):
-        print(f"association explorer: {result['explorer']}")
+        lines.append(f"final loss {entry['loss']:.4f}; cosine with theory: {cosines}")
+    lines += [f"{name}: {path}" for name, path in result.get("outputs", {}).items()]
+    return lines
 
 
 def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool = False):
@@ -426,8 +514,8 @@ def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool
                         f"by tiny_self_attn_*.py")
     config_path = Path(checkpoint).resolve().parent.parent / "config.json"
     saved = read_json(config_path, "run configuration") if config_path.exists() else meta
-    cfg = TrainConfig.from_dict(dict(saved, data_dir=data_dir or meta["data_dir"], progress=progress,
-                                     device=device))
+    cfg = TrainConfig.from_settings(dict(saved, data_dir=data_dir or meta["data_dir"], progress=progress,
+                                         device=device))
     tokens, vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
     if vocab_sha != meta["vocabulary_sha256"] or len(vocabulary) != meta["vocab_size"]:
         raise UserError(f"the vocabulary in {cfg.data_dir} does not match checkpoint {checkpoint}; "

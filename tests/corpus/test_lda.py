@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from common.io import UserError
-from common.corpus.lda import LDAParameters, generate_lda, parse_source, topic_table, word_names, word_topics
+from common.corpus.lda import (LDAParameters, generate_lda, parse_source, read_topic_table, topic_table, word_names,
+                              word_topics)
 from common.corpus.tokenize import natural_tokens, run_tokenizer
+from common.theory.topic_measures import vocabulary_topics
 
 SMALL = LDAParameters(n_topics=4, words_per_topic=5, alpha=0.3, min_length=12, max_length=20, n_documents=80)
 
@@ -120,3 +122,16 @@ def test_bad_parameters_one_clear_error(change, seq_len, message):
         params.validate(seq_len)
     with pytest.raises(UserError):
         generate_lda(params) if seq_len is None else params.validate(seq_len)
+
+
+def test_topic_table_format_and_missing_words(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"a": 0, "b": [0, "x"], "c": None, "d": []}))
+    table = read_topic_table(path)
+    assert table == {"a": [0], "b": [0, "x"], "c": [], "d": []}
+    assert vocabulary_topics(["b", "a", "c"], table) == [frozenset({0, "x"}), frozenset({0}), frozenset()]
+    with pytest.raises(UserError, match="misses 2 of the 4 vocabulary words"):
+        vocabulary_topics(["a", "zz", "b", "yy"], table)
+    path.write_text(json.dumps({"a": {"topic": 1}}))
+    with pytest.raises(UserError, match="must be a number"):
+        read_topic_table(path)

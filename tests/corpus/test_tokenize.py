@@ -126,3 +126,87 @@ def test_windows_cut_every_story_into_consecutive_sequences(tmp_path):
     assert cut.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [100, 101, 102], [200, 201, 202], [203, 204, 205]]
     brute = [s[i:i + 3] for s in stories["ids"] for i in range(0, len(s) - 2, 3)]
     assert cut.tolist() == brute
+
+
+def test_sequence_counts_are_what_story_sequences_makes():
+    from common.corpus.tokenize import sequence_counts, story_lengths
+    rng = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 60, (80,), generator=rng).tolist()
+    stories = datasets.Dataset.from_dict({"ids": [list(range(n)) for n in lengths]})
+    assert story_lengths(stories).tolist() == lengths
+    for windows in (False, True):
+        counts = sequence_counts(stories, [1, 4, 7, 30, 58, 59], windows)
+        for T, n in counts.items():
+            brute = len(story_sequences(stories, T, 100, windows=windows)) if max(lengths) > T else 0
+            assert n == brute, (T, windows)
+        assert sequence_counts(lengths, 7, windows) == {7: counts[7]}    # lengths instead of a dataset
+    with pytest.raises(UserError, match="seq_len must be at least 1"):
+        sequence_counts(lengths, [0])
+
+
+def test_summary_counts_sequences_at_other_lengths_and_vocabulary_sizes():
+    from common.corpus.tokenize import SEQ_LENS, sequences_at_other_vocab_sizes
+    texts = tiny_stories(60) + ["The zebra and the yak ate grass by the lake " * (k + 1) for k in range(12)]
+    _, vocabulary, _, summary = tokenize_natural(as_dataset(texts), vocab_size=20, seq_len=40)
+    tokens_in = summary["tokens_in"]
+    rows = summary["sequences"]
+    mine = [row for row in rows if not row.get("other_vocabulary")]
+    assert [row["seq_len"] for row in mine] == sorted(set(SEQ_LENS) | {40})
+    for row in rows:   # every row against a re-run of the tokenizer at its vocabulary size (brute force)
+        try:
+            lengths = [len(ids) for ids in tokenize_natural(as_dataset(texts), row["vocab_size"])[0]["ids"]]
+        except UserError:    # no story kept at that size
+            lengths = []
+        T = row["seq_len"]
+        assert row["stories"] == len(lengths)
+        assert row["first"] == sum(n >= T + 1 for n in lengths)
+        assert row["windows"] == sum(n // (T + 1) for n in lengths)
+        assert row["first_share"] == pytest.approx(row["first"] * (T + 1) / tokens_in)
+        assert row["windows_share"] == pytest.approx(row["windows"] * (T + 1) / tokens_in)
+    others = {row["vocab_size"] for row in rows if row.get("other_vocabulary")}
+    assert others == {10, 40, 80} - ({80} if summary["distinct_tokens_in"] < 40 else set())
+    larger = sequences_at_other_vocab_sizes(summary, 40, windows=True)
+    assert larger == {row["vocab_size"]: row["windows"] for row in rows if row.get("other_vocabulary")}
+    assert sequences_at_other_vocab_sizes(summary, 41) == {}
+
+
+def test_keep_unknown_maps_rarer_tokens_to_one_unknown_token(tmp_path):
+    from common.corpus.tokenize import UNKNOWN_TOKEN, keep_in_vocabulary
+    texts = ["The cat sat.", "The dog sat.", "The cat ran!", "A zebra?", "the CAT sat."]
+    counts = Counter(t for text in texts for t in natural_tokens(text))
+    stories, vocabulary, frequencies, summary = tokenize_natural(as_dataset(texts), vocab_size=5, keep_unknown=True)
+    known = top_vocabulary(counts, 4)
+    assert vocabulary == known + [UNKNOWN_TOKEN]
+    ids = {t: i for i, t in enumerate(known)}
+    assert stories["text"] == texts                                   # every story kept
+    assert stories["ids"] == [[ids.get(t, 4) for t in natural_tokens(text)] for text in texts]
+    n_unknown = sum(n for t, n in counts.items() if t not in ids)
+    assert frequencies == dict({t: counts[t] for t in known}, **{UNKNOWN_TOKEN: n_unknown})
+    assert summary["unknown_token"] == UNKNOWN_TOKEN
+    assert summary["unknown_rate"] == pytest.approx(n_unknown / sum(counts.values()))
+    assert summary["stories_kept"] == 5
+    # the drop rule (the default) states a zero rate and no unknown token
+    dropped = tokenize_natural(as_dataset(texts), vocab_size=5)[3]
+    assert dropped["unknown_token"] is None and dropped["unknown_rate"] == 0 and dropped["stories_kept"] == 2
+    # held-out text through the same vocabulary (topic_structure's use) maps the same way
+    held = keep_in_vocabulary(as_dataset(["A yak sat.", "The cat."]), vocabulary)
+    assert held["ids"] == [[4, 4, ids["sat"], ids["."]], [ids["the"], ids["cat"], ids["."]]]
+    assert keep_in_vocabulary(as_dataset(["A yak sat.", "The cat."]), known)["ids"] == held["ids"][1:]
+    write_token_folder(tmp_path / "unk", stories, vocabulary, frequencies, summary)
+    assert load_vocabulary(tmp_path / "unk")[-1] == UNKNOWN_TOKEN
+
+
+def test_the_script_prints_the_sequences_and_writes_no_carriage_returns(tmp_path):
+    from conftest import run_script, write_txt
+    corpus = write_txt(tmp_path / "c.txt", tiny_stories(40) + ["a " * 300])
+    result = run_script("tiny_tokenize_natural.py", f"--data={corpus}", f"--out_dir={tmp_path / 'out'}",
+                        "--vocab_size=12", "--seq_len=20", "--keep_unknown=True")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    row = next(r for r in summary["sequences"] if r["seq_len"] == 20 and not r.get("other_vocabulary"))
+    line = next(l for l in result.stdout.splitlines() if l.strip().startswith("20*"))
+    assert f"{row['first']:,}" in line and f"{row['windows']:,}" in line
+    assert f"<unk> is {100 * summary['unknown_rate']:.2f}%" in result.stdout
+    assert "\r" not in result.stdout + result.stderr                 # no progress-bar frames in a log
+    bpe = run_script("tiny_tokenize_bpe.py", f"--data={corpus}", f"--out_dir={tmp_path / 'bpe'}",
+                     "--keep_unknown=True", check=False)
+    assert bpe.returncode != 0 and bpe.stderr.strip().count("\n") == 0 and not (tmp_path / "bpe").exists()

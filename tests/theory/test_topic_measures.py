@@ -16,24 +16,9 @@ from common.corpus.lda import read_topic_table
 from common.theory.topic_measures import (BINS, attention_means, binned_means, leading_term_model, pair_bins,
                                           row_cosines, row_gram, theory_measures, topic_order, vocabulary_topics,
                                           weight_measures)
-from conftest import run_script
 
 # 6 tokens: two topics, one token in both, one in none
-TOPICS = [frozenset({0}), frozenset({0}), frozenset({0, 1}), frozenset({1}), frozenset({1}), frozenset()]
-
-
-def brute_bin(a: int, b: int, topics=TOPICS):
-    if not topics[a] or not topics[b]:
-        return None
-    return "same_token" if a == b else "same_topic" if topics[a] & topics[b] else "different_topic"
-
-
-def brute_means(values, topics=TOPICS) -> dict:
-    sums = {name: [] for name in BINS}
-    for a, b in itertools.product(range(len(topics)), repeat=2):
-        if brute_bin(a, b, topics):
-            sums[brute_bin(a, b, topics)].append(float(values[a][b]))
-    return {name: sum(v) / len(v) if v else None for name, v in sums.items()}
+from conftest import TOPICS, brute_bin, brute_means
 
 
 def test_pair_bins_and_binned_means_against_loops():
@@ -108,108 +93,3 @@ def test_closed_forms_carry_topics_on_an_lda_corpus():
                            "bigram_gram", "bigram_cosine", "value_map_gram", "value_map_cosine"}
     for name, measure in theory.items():
         assert measure["same_topic"] > 0 > measure["different_topic"], name
-
-
-def test_topic_table_format_and_missing_words(tmp_path):
-    path = tmp_path / "t.json"
-    path.write_text(json.dumps({"a": 0, "b": [0, "x"], "c": None, "d": []}))
-    table = read_topic_table(path)
-    assert table == {"a": [0], "b": [0, "x"], "c": [], "d": []}
-    assert vocabulary_topics(["b", "a", "c"], table) == [frozenset({0, "x"}), frozenset({0}), frozenset()]
-    with pytest.raises(UserError, match="misses 2 of the 4 vocabulary words"):
-        vocabulary_topics(["a", "zz", "b", "yy"], table)
-    path.write_text(json.dumps({"a": {"topic": 1}}))
-    with pytest.raises(UserError, match="must be a number"):
-        read_topic_table(path)
-
-
-TINY = ["--n_topics=3", "--words_per_topic=4", "--min_length=18", "--max_length=24", "--n_documents=64",
-        "--heldout_documents=8", "--seq_len=16", "--batch_size=16", "--epochs=2", "--lr=2.0", "--log_every=0.5",
-        "--progress=False"]
-
-
-def test_topic_structure_end_to_end(tmp_path):
-    out = tmp_path / "topics"
-    printed = run_script("topic_structure.py", *TINY, f"--out_dir={out}").stdout
-    result = json.loads((out / "topic_structure.json").read_text())
-    assert result["vocab_size"] == 12 and result["pairs"] == {"same_token": 12, "same_topic": 36,
-                                                             "different_topic": 96}
-    assert set(result["theory"]) >= {"bigram", "context", "interchangeability", "value_map", "value_map_gram",
-                                     "attention_map"}
-    assert all(set(m) == set(BINS) for m in result["theory"].values())
-    steps = [entry["step"] for entry in result["trained"]]
-    assert steps == [entry["step"] for entry in result["leading_terms"]] == [2, 4, 6, 8]
-    keys = {"attention_layer_0", "attention_layer_2", "V_layer_0_inner", "V_layer_0_cosine", "W_O_cosine",
-            "W_O_inner", "W_layer_1"}
-    assert keys <= set(result["trained"][-1]) and keys <= set(result["leading_terms"][-1])
-    assert result["theory"]["attention_map"]["same_topic"] > 0 > result["theory"]["attention_map"]["different_topic"]
-    assert json.loads((out / "data" / "topics.json").read_text()) == generate_lda(
-        LDAParameters(n_topics=3, words_per_topic=4, min_length=18, max_length=24), 0).table
-    assert (out / "topic_structure.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "topic_structure.pdf").read_bytes()[:4] == b"%PDF"
-    assert "closed forms:" in printed and "W_O_cosine" in printed
-
-
-def test_real_corpus_needs_a_complete_table(tmp_path):
-    params = LDAParameters(n_topics=3, words_per_topic=4, min_length=18, max_length=24, n_documents=40)
-    corpus = generate_lda(params, 5)
-    (tmp_path / "corpus.txt").write_text("\n\n".join(corpus.documents) + "\n")
-    table = {word: f"topic{topics[0]}" for word, topics in corpus.table.items()}
-    dropped = corpus.words[3]
-    del table[dropped]
-    (tmp_path / "table.json").write_text(json.dumps(table))
-    out = tmp_path / "out"
-    result = run_script("topic_structure.py", f"--data={tmp_path / 'corpus.txt'}", f"--topics={tmp_path / 'table.json'}",
-                        "--heldout_documents=5", "--seq_len=16", "--progress=False", f"--out_dir={out}", check=False)
-    assert result.returncode != 0 and not out.exists()
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "misses 1 of the 12 vocabulary words" in lines[0] and dropped in lines[0]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--words_per_topic=0"], "more topics"),
-    (["--alpha=0"], "alpha"),
-    (["--min_length=30", "--max_length=20"], "empty"),
-    (["--seq_len=64"], "shorter than one sequence"),
-    (["--data=corpus.txt"], "needs --topics"),
-])
-def test_bad_input_is_refused_before_anything_is_written(args, message, tmp_path):
-    from common.tiny.topic_structure import _corpus
-    config = {"n_topics": 3, "words_per_topic": 4, "alpha": 0.1, "min_length": 18, "max_length": 24,
-              "n_documents": 10, "overlap": 0, "data": "lda", "topics": "", "heldout_documents": 2, "seq_len": 16,
-              "seed": 0}
-    for arg in args:
-        key, value = arg[2:].split("=")
-        config[key] = type(config[key])(value)
-    with pytest.raises(UserError, match=message):
-        _corpus(config)
-
-
-def test_topic_embeddings_on_lda_checkpoints(tmp_path):
-    """Pythia-style checkpoints trained on the LDA corpus (train_neox_checkpoints.py --dataset=lda:…): the
-    embedding measure of every revision, equal to one computed by hand from the saved weights."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from common.checkpoints.topic_embeddings import run_topic_embeddings
-    source = "lda:n_topics=3,words_per_topic=4,min_length=20,max_length=30"
-    checkpoints, out = tmp_path / "ckpt", tmp_path / "emb"
-    run_script("train_neox_checkpoints.py", f"--dataset={source}", "--n_documents=30", "--max_steps=2",
-               "--hidden_size=16", "--n_layers=1", "--n_heads=2", "--batch_size=4", "--max_seq_len=16",
-               f"--out_dir={checkpoints}")
-    config = {"model_name": str(checkpoints), "revisions": "all", "dataset": source, "topics": "", "out_dir": out}
-    run_topic_embeddings(config)          # in-process: this test has paid for importing transformers already
-    result = json.loads((out / "topic_embeddings.json").read_text())
-    assert [r["revision"] for r in result["revisions"]] == ["step0", "step1", "step2"]
-    assert (out / "topic_embeddings.png").is_file() and (out / "topic_embeddings.pdf").is_file()
-    table = topic_table(LDAParameters(n_topics=3, words_per_topic=4))
-    folder = checkpoints / "step2"
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    weight = AutoModelForCausalLM.from_pretrained(folder).get_input_embeddings().weight.detach().double()
-    words = list(table)
-    rows = weight[[tokenizer.convert_tokens_to_ids(w) for w in words]]
-    topics = [frozenset(table[w]) for w in words]
-    expected = brute_means((rows @ rows.T).tolist(), topics)
-    assert result["revisions"][-1]["inner"] == pytest.approx(expected)
-    with pytest.raises(UserError, match="--topics"):
-        run_topic_embeddings(dict(config, dataset="synthetic", out_dir=tmp_path / "bad"))
-    assert not (tmp_path / "bad").exists()

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.tiny.explorer import decode_table, explorer_data, explorer_page
+from common.page import decode_table
+from common.tiny.explorer import explorer_data, explorer_page
 from common.tiny.report import statistic_view, strongest_pairs
 from conftest import ROOT, run_script, tiny_stories, write_txt
 

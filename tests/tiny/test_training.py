@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from common.io import UserError
-from common.corpus.tokenize import tokenize_natural, write_token_folder
-from common.tiny.training import (TrainConfig, Trainer, checkpoint_paths, event_steps,
+from common.corpus.tokenize import load_stories, story_lengths, tokenize_natural, write_token_folder
+from common.tiny.training import (RunCallback, TrainConfig, Trainer, checkpoint_paths, event_steps,
                              micro_batch_indices, train)
 from conftest import tiny_stories
 
@@ -49,8 +49,12 @@ def weights(out_dir):
 
 
 def test_end_to_end_log_keys_files_and_theory(data_dir, tmp_path):
+    from common.tiny.explorer import ExplorerPage
+    from common.tiny.report import AssociationReport
     result = train(config(data_dir, tmp_path / "run", batch_size=96, epochs=3, lr=0.01, log_every=1.0,
-                          report_top=3, report_tokens=2, report_words="bird,dog,unicorn"))
+                          report_top=3, report_tokens=2, report_words="bird,dog,unicorn"),
+                   callbacks=[AssociationReport(), ExplorerPage()])
+    assert set(result["outputs"]) == {"association report", "association explorer"}
     out = tmp_path / "run"
     logs = json.loads((out / "training_logs.json").read_text())
     assert [e["step"] for e in logs] == [1, 2, 3] and result["step"] == 3
@@ -142,15 +146,67 @@ def test_gradient_accumulation_equals_the_larger_batch(data_dir, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
 
+class Recorder(RunCallback):
+    """Records what the trainer hands its callbacks."""
+
+    def __init__(self):
+        self.entries, self.ends = [], 0
+
+    def on_log(self, trainer, entry):
+        self.entries.append(entry)
+
+    def on_end(self, trainer):
+        self.ends += 1
+        return {"recorded": str(trainer.out_dir / "nothing")}
+
+
+def test_callbacks_see_every_log_point_and_the_end_once(data_dir, tmp_path):
+    recorder, lines = Recorder(), []
+    result = train(config(data_dir, tmp_path / "run", epochs=1, log_every=0.25), callbacks=[recorder],
+                   log=lines.append)
+    logs = json.loads((tmp_path / "run" / "training_logs.json").read_text())
+    assert recorder.entries == logs and recorder.ends == 1
+    assert result["outputs"] == {"recorded": str(tmp_path / "run" / "nothing")}
+    # the trainer writes only its own files: what else a run writes is the callbacks' business
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints", "config.json", "training_logs.json"]
+    n = sum(length >= 17 for length in story_lengths(load_stories(data_dir)[0]))   # stories of T+1 tokens
+    assert lines[0].startswith(f"{n:,} training sequences of 17 tokens; global batch 8 → {n // 8:,} steps per epoch")
+    assert lines[1].startswith("one step took")
+
+
+def test_tau_sets_the_number_of_steps(data_dir, tmp_path):
+    """τ = ηs: --tau=1.3 at η = 0.5 trains ⌈1.3 / 0.5⌉ = 3 steps whatever --epochs says."""
+    result = train(config(data_dir, tmp_path / "run", epochs=50, lr=0.5, tau=1.3, log_every=0))
+    assert result["step"] == 3
+    logs = json.loads((tmp_path / "run" / "training_logs.json").read_text())
+    assert [e["step"] for e in logs] == [3]
+
+
 def test_bad_training_inputs_leave_no_output(data_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserError, match="longer than every story"):
-        Trainer(TrainConfig.from_dict(config(data_dir, out, seq_len=500)))
-    with pytest.raises(UserError, match="fewer than one global batch"):
-        Trainer(TrainConfig.from_dict(config(data_dir, out, batch_size=10_000)))
+        Trainer(TrainConfig.from_settings(config(data_dir, out, seq_len=500)))
+    lengths = story_lengths(load_stories(data_dir)[0])
+    with pytest.raises(UserError, match="fewer than one global batch") as error:
+        Trainer(TrainConfig.from_settings(config(data_dir, out, batch_size=10_000)))
+    # every lever, with the count a shorter --seq_len or --windows would give (brute force over the stories)
+    windows = int(sum(length // 17 for length in lengths))
+    assert f"--windows=True ({windows:,} at --seq_len=16)" in str(error.value)
+    assert "--vocab_size" in str(error.value) and "--batch_size" in str(error.value)
+    with pytest.raises(UserError, match="no checkpoint to resume from") as error:   # before any data is read
+        Trainer(TrainConfig.from_settings(config(tmp_path / "nothing", out, resume=True)))
+    assert "does not exist" in str(error.value)
     with pytest.raises(UserError, match="data folder not found"):
-        Trainer(TrainConfig.from_dict(config(tmp_path / "nothing", out)))
+        Trainer(TrainConfig.from_settings(config(tmp_path / "nothing", out)))
     assert not out.exists()
+
+
+def test_resuming_a_finished_run_says_it_is_complete(data_dir, tmp_path):
+    train(config(data_dir, tmp_path / "run", epochs=1))
+    with pytest.raises(UserError, match="is complete"):
+        train(config(data_dir, tmp_path / "run", epochs=1, resume=True))
+    # a larger --epochs extends it
+    assert train(config(data_dir, tmp_path / "run", epochs=2, resume=True))["step"] > 1
 
 
 def test_two_gloo_processes_match_one(data_dir, tmp_path):

@@ -1,0 +1,377 @@
+"""The Taylor series of training (docs/theory.md §14): every weight of a zero-initialised
+attention-only transformer under full-batch gradient flow, as a power series in τ.
+
+From θ(0) = 0 the flow dθ/dτ = −∇L(θ) has the solution θ(τ) = Σ_{k≥1} c_k τ^k, with
+
+    c_{k+1} = −g_k / (k+1),     g_k = [τ^k] ∇L(θ(τ))       (the k-th Taylor coefficient of the gradient)
+
+and g_k needs c_1 … c_k only.  Taylor-mode ("jet") arithmetic computes g_k exactly, to float64:
+with θ0 a leaf equal to zero and the polynomial p(τ) = Σ_{j=1}^{k} c_j τ^j held constant,
+
+    g_k = ∇_{θ0} L_k,     L_k = [τ^k] L(θ0 + p(τ))
+
+(differentiating in θ0 and taking a Taylor coefficient commute).  So for k = 0 … K−1: one forward
+pass of the model in which every tensor is the list of its Taylor coefficients 0 … k, the scalar
+L_k, one backward pass to θ0.  The model's operations on jets:
+
+    sum, gather (X W = W[tokens], DM(P))        coefficient by coefficient
+    product (matmul, elementwise)               Cauchy product  (ab)_m = Σ_{i+j=m} a_i b_j
+    softmax over the keys or the vocabulary     ℓ = log Σ exp s:  ℓ_m = (1/m) Σ_{j=1}^m j Σ s_j p_{m−j}
+                                                p = exp(s − ℓ):   p_m = (1/m) Σ_{j=1}^m j (s_j − ℓ_j) p_{m−j}
+    causal mask                                 masked scores are −inf at order 0 (p_0 = 0 there), so
+                                                every higher p_m is 0 there too
+
+What keeps it cheap (docs/theory.md §14):
+  - a weight kind's coefficients below its leading power (common/theory/weight_kinds.py) are zero,
+    so every product with one of them is skipped;
+  - θ0 = 0, and only the first derivative in θ0 is wanted: a coefficient that is zero in value and
+    linear in θ0 (the order-0 weights, the order-0 scores and logits, …) is *first order*; a product
+    of two first-order factors is zero with zero gradient and is skipped, and a product of one
+    first-order factor with any other is computed in its backward pass only (its value is zero);
+  - the loss is a mean over positions, so sequences are processed in chunks whose L_k are summed.
+
+The nested forward-mode formulation (k nested `torch.func.jvp` of the gradient along τ, about 2^k
+gradients per order) is in common/theory/reference.py: the tests' ground truth and the benchmark's
+baseline.
+
+Reading the series (docs/theory.md §14): the remainder beyond a kind's leading term relative to that
+term, ρ(τ) = ‖Σ_{j>p} c_j τ^j‖ / ‖c_p τ^p‖, predicts the relative error of the leading-term
+prediction (its threshold crossing is τ*), and the growth of ‖c_k‖ estimates the radius of
+convergence of the series.
+"""
+import math
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from common.io import UserError
+from common.theory.weight_kinds import KIND
+
+Tensor = torch.Tensor
+
+
+def kind_of(name: str):
+    """The WeightKind of a parameter name of common/theory/model.py ('W_O', 'layers.2.V', …)."""
+    return KIND[name.rsplit(".", 1)[-1]]
+
+
+def layer_of(name: str) -> Optional[int]:
+    """The layer index of a per-layer parameter name (None for W_O)."""
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) == 3 else None
+
+
+# -- jets --------------------------------------------------------------------------------------------
+class Jet:
+    """Taylor coefficients 0 … K of one tensor: `terms[m]` is the τ^m coefficient or None (identically
+    zero); `first` holds the orders whose coefficient is first order in θ0 and zero in value."""
+    __slots__ = ("terms", "first")
+
+    def __init__(self, terms, first=()):
+        self.terms, self.first = list(terms), set(first)
+
+    def __getitem__(self, m):
+        return self.terms[m] if 0 <= m < len(self.terms) else None
+
+    def __len__(self):
+        return len(self.terms)
+
+
+class _Sum:
+    """Accumulates the terms of one coefficient, remembering whether all of them are first order."""
+    __slots__ = ("value", "first")
+
+    def __init__(self):
+        self.value, self.first = None, True
+
+    def add(self, value, first: bool):
+        if value is not None:
+            self.value = value if self.value is None else self.value + value
+            self.first = self.first and first
+
+
+def _collect(sums) -> Jet:
+    return Jet([s.value for s in sums], [m for m, s in enumerate(sums) if s.value is not None and s.first])
+
+
+class _FirstOrderMatmul(torch.autograd.Function):
+    """`a @ b` where one factor is first order in θ0 (zero in value) and the other is taken at its
+    value: the product is zero, so the forward pass does no arithmetic; the backward pass gives the
+    first-order factor its gradient (the other factor's gradient would be second order)."""
+
+    @staticmethod
+    def forward(ctx, first, other, first_on_left: bool):
+        ctx.save_for_backward(other)
+        ctx.first_on_left, ctx.shape = first_on_left, first.shape
+        a, b = (first, other) if first_on_left else (other, first)
+        shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        return other.new_zeros(()).expand(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        other, = ctx.saved_tensors
+        if ctx.first_on_left:                      # out = f @ o:  ∂f = g oᵀ
+            result = grad @ other.transpose(-1, -2)
+        elif len(ctx.shape) == 2 and other.dim() == 3:
+            # out = o @ f with f a [V, V] weight and o a batch: ∂f = Σ_batch oᵀ g as one 2-D product
+            result = other.reshape(-1, other.shape[-1]).T @ grad.reshape(-1, grad.shape[-1])
+        else:                                      # out = o @ f:  ∂f = oᵀ g
+            result = other.transpose(-1, -2) @ grad
+        return result.sum_to_size(ctx.shape), None, None
+
+
+def _matmul(u, u_first, v, v_first):
+    if u_first:
+        return _FirstOrderMatmul.apply(u, v.detach(), True)
+    if v_first:
+        return _FirstOrderMatmul.apply(v, u.detach(), False)
+    return u @ v
+
+
+def _multiply(u, u_first, v, v_first):
+    # elementwise products are cheap: the first-order case only detaches the other factor
+    if u_first:
+        return u * v.detach()
+    if v_first:
+        return u.detach() * v
+    return u * v
+
+
+def cauchy(a: Jet, b: Jet, order: int, product=_matmul) -> Jet:
+    """(ab)_m = Σ_{i+j=m} a_i b_j for m ≤ order, skipping zero factors and pairs of first-order ones."""
+    sums = [_Sum() for _ in range(order + 1)]
+    for i, u in enumerate(a.terms[:order + 1]):
+        if u is None:
+            continue
+        for j in range(order + 1 - i):
+            v = b[j]
+            if v is None or (i in a.first and j in b.first):
+                continue
+            sums[i + j].add(product(u, i in a.first, v, j in b.first), (i in a.first) or (j in b.first))
+    return _collect(sums)
+
+
+def add(*jets: Jet) -> Jet:
+    order = max(len(j) for j in jets) - 1
+    sums = [_Sum() for _ in range(order + 1)]
+    for jet in jets:
+        for m, term in enumerate(jet.terms):
+            sums[m].add(term, m in jet.first)
+    return _collect(sums)
+
+
+def apply(jet: Jet, fn) -> Jet:
+    """A linear map (gather, transpose, mask) applied coefficient by coefficient."""
+    return Jet([None if t is None else fn(t) for t in jet.terms], jet.first)
+
+
+def log_softmax_normaliser(s: Jet, p: Jet, m: int) -> _Sum:
+    """ℓ_m = (1/m) Σ_{j=1}^m j Σ_last s_j p_{m−j} (m ≥ 1) of ℓ = log Σ exp s, from p = softmax(s)."""
+    total = _Sum()
+    for j in range(1, m + 1):
+        u, v = s[j], p[m - j]
+        if u is None or v is None or (j in s.first and (m - j) in p.first):
+            continue
+        total.add((_multiply(u, j in s.first, v, (m - j) in p.first).sum(-1, keepdim=True)) * (j / m),
+                  j in s.first or (m - j) in p.first)
+    return total
+
+
+def softmax_jet(s: Jet, order: int) -> Jet:
+    """p = softmax(s) over the last dimension, coefficients 0 … order (s_0 may hold −inf: masked)."""
+    p = Jet([torch.softmax(s[0], dim=-1)] + [None] * order)   # p_0 depends on θ0 through s_0
+    ell = Jet([None] * (order + 1))
+    for m in range(1, order + 1):
+        normaliser = log_softmax_normaliser(s, p, m)
+        ell.terms[m] = normaliser.value
+        if normaliser.value is not None and normaliser.first:
+            ell.first.add(m)
+        total = _Sum()
+        for j in range(1, m + 1):
+            v = p[m - j]
+            if v is None:
+                continue
+            v_first = (m - j) in p.first
+            for factor, jet in ((s[j], s), (ell[j], ell)):
+                if factor is None or (j in jet.first and v_first):
+                    continue
+                sign = 1.0 if jet is s else -1.0
+                total.add(_multiply(factor, j in jet.first, v, v_first) * (sign * j / m),
+                          (j in jet.first) or v_first)
+        p.terms[m] = total.value
+        if total.value is not None and total.first:
+            p.first.add(m)
+    return p
+
+
+# -- the model on jets -------------------------------------------------------------------------------
+def _weight_jets(leaves: dict, coefficients: list, order: int) -> dict:
+    """Each parameter as the jet θ0 + Σ_{j=1}^{order} c_j τ^j (θ0 the zero leaf, first order; the
+    coefficients below the kind's leading power are zero and left out)."""
+    jets = {}
+    for name, leaf in leaves.items():
+        power = kind_of(name).power
+        jets[name] = Jet([leaf] + [coefficients[j - 1][name] if j >= power else None
+                                   for j in range(1, order + 1)], first=[0])
+    return jets
+
+
+def _one_hot_product(tokens: Tensor, residual: Optional[Jet], weight: Jet, order: int) -> Jet:
+    """h M for the residual stream h = X + residual (X one-hot): a row gather M[tokens] plus a product."""
+    gathered = apply(weight, lambda m: m[tokens])
+    return gathered if residual is None else add(gathered, cauchy(residual, weight, order))
+
+
+def _scores(tokens: Tensor, residual: Optional[Jet], W: Jet, order: int) -> Jet:
+    """S = h W hᵀ for h = X + residual.  At the first layer (h = X) a gather W[x_t, x_s]; after it,
+    hW and then a column gather of hW for the key side's one-hot part."""
+    if residual is None:
+        return apply(W, lambda w: w[tokens[:, :, None], tokens[:, None, :]])
+    b, T = tokens.shape
+    keys = tokens[:, None, :].expand(b, T, T)
+    queries = _one_hot_product(tokens, residual, W, order)
+    return add(apply(queries, lambda q: q.gather(-1, keys)),
+               cauchy(queries, apply(residual, lambda r: r.transpose(-1, -2)), order))
+
+
+def jet_loss(weights: dict, n_layers: int, tokens: Tensor, targets: Tensor, position_index: Tensor,
+             causal: Tensor, order: int) -> Tensor:
+    """L_order of the chunk: the τ^order coefficient of Σ over its positions of the cross-entropy
+    (the caller divides by the number of positions of all chunks).  docs/theory.md §1 on jets."""
+    T = tokens.shape[1]
+    index, hidden = position_index[:T, :T], ~causal[:T, :T]
+    residual = None                              # h = X + residual; h⁰ = X
+    for l in range(n_layers):
+        W, V, P = (weights[f"layers.{l}.{k}"] for k in ("W", "V", "P"))
+        scores = add(_scores(tokens, residual, W, order), apply(P, lambda p: p[index]))
+        scores.terms[0] = scores.terms[0].masked_fill(hidden, float("-inf"))
+        attention = softmax_jet(scores, order)
+        values = _one_hot_product(tokens, residual, V, order)
+        out = cauchy(attention, values, order)
+        residual = out if residual is None else add(residual, out)
+    logits = _one_hot_product(tokens, residual, weights["W_O"], order)
+    # lse_k − z_k[y] summed over positions; lse_k needs p_0 … p_{k−1} only
+    if order == 0:
+        z = logits[0]
+        return (torch.logsumexp(z, -1) - z.gather(-1, targets[..., None]).squeeze(-1)).sum()
+    p = softmax_jet(Jet(logits.terms[:order], logits.first), order - 1)
+    normaliser = log_softmax_normaliser(logits, p, order).value
+    z = logits[order]
+    total = z.new_zeros(()) if normaliser is None else normaliser.sum()
+    return total - (0 if z is None else z.gather(-1, targets[..., None]).sum())
+
+
+# -- the series ----------------------------------------------------------------------------------------
+def check_inputs(model, x: Tensor, y: Tensor, order: int) -> None:
+    """UserError (one line) for a model that is not a zero-initialised attention-only transformer,
+    sequences that do not fit it, or an order below 1."""
+    from common.theory.model import AttentionOnlyTransformer
+    if not isinstance(model, AttentionOnlyTransformer):
+        raise UserError(f"the series is defined for common.theory.model.AttentionOnlyTransformer "
+                        f"(got {type(model).__name__})")
+    nonzero = [name for name, p in model.named_parameters() if bool(p.detach().ne(0).any())]
+    if nonzero:
+        raise UserError(f"the series of training starts from zero initialisation, but {len(nonzero)} "
+                        f"weights are not zero (first: {nonzero[0]}); build the model with init_std=0")
+    if not (isinstance(order, int) and order >= 1):
+        raise UserError(f"the order of the series must be an integer ≥ 1 (got {order!r})")
+    if x.dim() != 2 or x.shape != y.shape or x.shape[0] == 0 or x.shape[1] == 0:
+        raise UserError(f"x and y must be [N, T] token ids of the same non-empty shape "
+                        f"(got {tuple(x.shape)} and {tuple(y.shape)})")
+    if x.shape[1] > model.seq_len:
+        raise UserError(f"sequence length {x.shape[1]} exceeds the model's seq_len {model.seq_len}")
+    low, high = int(min(x.min(), y.min())), int(max(x.max(), y.max()))
+    if low < 0 or high >= model.vocab_size:
+        raise UserError(f"token ids must lie in [0, {model.vocab_size}) (got {low} … {high})")
+
+
+def gradient_flow_series(model, x: Tensor, y: Tensor, order: int, chunk_size: int = 32,
+                         device=None, progress: bool = False) -> list:
+    """[c_1, …, c_order] of full-batch gradient flow on the mean cross-entropy of (x, y) ([N, T]
+    token ids) from the zero-initialised `model`: c_k maps every name of `model.named_parameters()`
+    to its τ^k coefficient, float64 on the CPU.  Exact (Taylor-mode arithmetic, module docstring);
+    `chunk_size` sequences per forward pass (memory, not the result, depends on it), on `device`
+    (default: the model's)."""
+    check_inputs(model, x, y, order)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    x, y = x.to(device).long(), y.to(device).long()
+    position_index = model.position_index.to(device)
+    causal = model.causal.to(device)
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    leaves = {name: torch.zeros(shape, dtype=torch.float64, device=device, requires_grad=True)
+              for name, shape in shapes.items()}
+    n_positions = x.numel()
+    chunks = list(zip(x.split(chunk_size), y.split(chunk_size)))
+    coefficients = []
+    bar = tqdm(total=order * len(chunks), desc="series", disable=not progress, dynamic_ncols=True)
+    for k in range(order):
+        weights = _weight_jets(leaves, coefficients, k)
+        for xs, ys in chunks:
+            loss = jet_loss(weights, model.n_layers, xs, ys, position_index, causal, k) / n_positions
+            if loss.requires_grad:
+                loss.backward()
+            bar.update()
+        # c_{k+1} = −g_k/(k+1), kept on the compute device for the next order's jets
+        coefficients.append({name: (torch.zeros_like(leaf) if leaf.grad is None else -leaf.grad / (k + 1)).detach()
+                             for name, leaf in leaves.items()})
+        for leaf in leaves.values():
+            leaf.grad = None
+    bar.close()
+    return [{name: c.cpu() for name, c in step.items()} for step in coefficients]
+
+
+# -- reading the series ----------------------------------------------------------------------------
+def partial_sum(coefficients: list, name: str, tau: float, up_to: Optional[int] = None) -> Tensor:
+    """Σ_{k ≤ up_to} c_k τ^k of one parameter (all orders by default)."""
+    up_to = len(coefficients) if up_to is None else up_to
+    return sum(coefficients[k - 1][name] * tau ** k for k in range(1, up_to + 1))
+
+
+def coefficient_norms(coefficients: list) -> dict:
+    """{parameter name: [‖c_1‖, …, ‖c_K‖]} (Frobenius)."""
+    return {name: [float(c[name].norm()) for c in coefficients] for name in coefficients[0]}
+
+
+def remainder_ratio(coefficients: list, name: str, taus) -> list:
+    """ρ(τ) = ‖Σ_{j>p} c_j τ^j‖ / ‖c_p τ^p‖ for p the kind's leading power, at each τ (None where the
+    series has no term beyond p).  ρ is the norm of a polynomial in τ with matrix coefficients, so
+    one Gram matrix of the coefficients gives every τ."""
+    power = kind_of(name).power
+    if len(coefficients) <= power:
+        return [None for _ in taus]
+    rest = torch.stack([coefficients[j - 1][name].reshape(-1) for j in range(power + 1, len(coefficients) + 1)])
+    gram = rest @ rest.T
+    lead = float(coefficients[power - 1][name].norm())
+    ratios = []
+    for tau in taus:
+        w = torch.tensor([tau ** (j - power) for j in range(power + 1, len(coefficients) + 1)], dtype=torch.float64)
+        ratios.append(float((w @ gram @ w).clamp_min(0).sqrt()) / lead if lead > 0 else math.inf)
+    return ratios
+
+
+def radius_estimates(norms: list, first: int = 1) -> dict:
+    """Estimates of the radius of convergence R of Σ c_k τ^k from ‖c_first‖, …, ‖c_K‖ (docs/theory.md §14):
+        ratio        ‖c_{K−1}‖ / ‖c_K‖                      (the ratio test on the last two orders)
+        root         ‖c_K‖^{−1/K}                            (Cauchy–Hadamard on the last order)
+        domb_sykes   1 / intercept of ‖c_k‖/‖c_{k−1}‖ against 1/k, a straight line through the last
+                     three ratios (two when only two exist), which removes the leading 1/k correction
+                     of a power-law singularity
+    None where the norms do not allow it (fewer than two non-zero orders, or an intercept ≤ 0)."""
+    ks = [k for k in range(first, len(norms) + 1) if norms[k - 1] > 0]
+    estimates = {"ratio": None, "root": None, "domb_sykes": None}
+    if not ks:
+        return estimates
+    K = ks[-1]
+    estimates["root"] = norms[K - 1] ** (-1.0 / K)
+    pairs = [(k, norms[k - 1] / norms[k - 2]) for k in ks if k - 1 in ks]
+    if pairs:
+        estimates["ratio"] = 1.0 / pairs[-1][1]
+    if len(pairs) >= 2:
+        points = pairs[-3:]
+        u = torch.tensor([1.0 / k for k, _ in points], dtype=torch.float64)
+        r = torch.tensor([ratio for _, ratio in points], dtype=torch.float64)
+        slope = float(((u - u.mean()) * (r - r.mean())).sum() / ((u - u.mean()) ** 2).sum())
+        intercept = float(r.mean()) - slope * float(u.mean())
+        estimates["domb_sykes"] = 1.0 / intercept if intercept > 0 else None
+    return estimates

@@ -1,0 +1,24 @@
+"""The topic-structure pipeline (common/tiny/topic_structure.py): every bad input refused before anything is
+generated or written; the settings object equals the script's block."""
+import pytest
+
+from common.io import UserError
+from common.tiny.topic_structure import TopicStructureConfig, _corpus
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--words_per_topic=0"], "more topics"),
+    (["--alpha=0"], "alpha"),
+    (["--min_length=30", "--max_length=20"], "empty"),
+    (["--seq_len=64"], "shorter than one sequence"),
+    (["--data=corpus.txt"], "needs --topics"),
+])
+def test_bad_input_is_refused_before_anything_is_written(args, message, tmp_path):
+    config = {"n_topics": 3, "words_per_topic": 4, "alpha": 0.1, "min_length": 18, "max_length": 24,
+              "n_documents": 10, "overlap": 0, "data": "lda", "topics": "", "heldout_documents": 2, "seq_len": 16,
+              "seed": 0}
+    for arg in args:
+        key, value = arg[2:].split("=")
+        config[key] = type(config[key])(value)
+    with pytest.raises(UserError, match=message):
+        _corpus(TopicStructureConfig.from_settings(config))
