@@ -17,7 +17,7 @@ out_dir = "out/natural"     # run folder: checkpoints/, training_logs.json, conf
 data_dir = ""               # tokenized data (default: the folder recorded in the checkpoints)
 output = ""                 # the page (default: explorer.html in out_dir)
 top = 8                     # partners kept per token and map
-view = "normalised"         # view shown first: normalised (row a / P̂(x=a)), raw, both (switchable on the page)
+view = "normalised"         # view shown first: normalised (row a / P̂(x=a)), raw, both, lift (switchable on the page)
 max_mb = 5.0                # page size limit: past it only the most frequent tokens' rows are kept (the page says so)
 device = "auto"             # where the corpus statistics are computed: auto, cpu, cuda
 progress = True
@@ -31,9 +31,9 @@ if __name__ == "__main__":
         resolve_device(device)                      # a mistyped device fails before any work
         from common.tiny.explorer import EXPLORER_FILE, write_explorer
         from common.io import UserError, read_json
-        from common.tiny.report import PAGE_VIEWS, check_view
+        from common.tiny.report import VIEWS, check_view
         from common.tiny.training import CHECKPOINT_DIR, LOG_FILE, checkpoint_paths, load_run
-        check_view(view, "view", PAGE_VIEWS)
+        check_view(view, "view", VIEWS)
         found = checkpoint_paths(out_dir)
         if not found:
             raise UserError(f"no checkpoint in {Path(out_dir) / CHECKPOINT_DIR}: {out_dir} is not a trained run "

@@ -3,35 +3,43 @@
 --architecture=neox (default): transformers' GPTNeoXForCausalLM with Pythia's choices — parallel
 residual, rotary on a quarter of each head; gpt2: GPT2LMHeadModel (learned positions, Conv1D, sequential
 residual); llama: LlamaForCausalLM (RMSNorm, rotary; grouped-query attention when --n_kv_heads is below
---n_heads); olmo: OlmoForCausalLM (OLMo v1, LayerNorm without parameters).  All with untied input/output
-embeddings, AdamW (β = 0.9, 0.95, weight decay 0.01), linear warmup then cosine decay to 10%, on a local
-corpus (default: the embedded synthetic stories). Documents are
-joined with the end-of-text token and cut into windows of max_seq_len+1 tokens, shuffled every epoch.
-The tokenizer is a `tokenizers` BPE trained on the corpus, unless --tokenizer names a local folder
-with a tokenizer (e.g. Pythia's).  Revisions are saved at step 0, 1, 2, 4 … 512, then every 1000 steps,
-named by the family's convention (docs/theory.md §12): {out_dir}/step{N} (neox), checkpoint-{N} (gpt2),
-step-{N} (llama), step{N}-tokens{M}B (olmo) — each `save_pretrained` safetensors + tokenizer +
-training_state.json, written under a temporary name and renamed: the folder layout pythia.py and
-pythia_per_head.py read.
+--n_heads); olmo: OLMo v1 (LayerNorm without parameters); olmo2 / olmo3: OLMo-2 / OLMo-3 (no norm before
+attention, QK-norm, norms after attention and MLP); qwen2: Qwen2 (query/key/value biases); qwen3: Qwen3
+(per-head QK-norm).  All with untied input/output embeddings, AdamW (β = 0.9, 0.95, weight decay 0.01),
+linear warmup then cosine decay to 10%, on a local corpus (default: the embedded synthetic stories).
+Documents are joined with the end-of-text token and cut into windows of max_seq_len+1 tokens, shuffled
+every epoch.  The tokenizer is a `tokenizers` BPE trained on the corpus, unless --tokenizer names a local
+folder with a tokenizer (e.g. Pythia's).  Revisions are saved at step 0, 1, 2, 4 … 512, then every 1000
+steps, named by the family's convention (docs/theory.md §12): {out_dir}/step{N} (neox), checkpoint-{N}
+(gpt2), step-{N} (llama, qwen2, qwen3), step{N}-tokens{M}B (olmo), stage1-step{N}-tokens{M}B (olmo2, olmo3)
+— each `save_pretrained` safetensors + tokenizer + training_state.json, written under a temporary name
+and renamed: the folder layout pythia.py and pythia_per_head.py read.
+
+Several seeds (`--seeds=1,2,3`, like PolyPythias): the corpus and the tokenizer come from --seed and are
+the same for every run; each run's initialisation and data order come from its own seed, written to
+{out_dir}/seed{S}/ (a folder of revisions each), so that pythia.py --model_name={out_dir}/seed{1..3}
+computes the statistics once and aggregates the seeds.
 
 Single process, one device (a GPU when present); no distributed launch.
 
     python train_neox_checkpoints.py                                   # → out/neox_checkpoints
     python train_neox_checkpoints.py --dataset=stories.txt --max_steps=4000 --hidden_size=256 --n_layers=4
     python pythia.py --model_name=out/neox_checkpoints --revisions=all --dataset=synthetic --max_seq_len=64
-    python train_neox_checkpoints.py --architecture=llama --n_kv_heads=2 --out_dir=out/llama_checkpoints
+    python train_neox_checkpoints.py --architecture=olmo2 --n_kv_heads=2 --out_dir=out/olmo2_checkpoints
+    python train_neox_checkpoints.py --seeds=1,2,3 --max_steps=512 --out_dir=out/seeds
 """
 import math
+from pathlib import Path
 
 import torch
-from common.progress import progress_bar
 
 from common.checkpoints.architectures import BY_NAME
+from common.checkpoints.revisions import PYTHIA_STEPS
 from common.config import override
 from common.io import UserError, atomic_directory, exit_on_user_error, write_json
-from common.checkpoints.revisions import PYTHIA_STEPS
+from common.progress import progress_bar
 
-architecture = "neox"        # neox (Pythia), gpt2, llama or olmo
+architecture = "neox"        # neox (Pythia), gpt2, llama, olmo, olmo2, olmo3, qwen2 or qwen3
 dataset = "synthetic"        # synthetic, or a local .txt/.jsonl/.parquet/saved dataset
 n_documents = 4000           # documents read from the corpus
 tokenizer = ""               # a local tokenizer folder (e.g. Pythia's); empty: train a BPE on the corpus
@@ -40,7 +48,7 @@ max_seq_len = 64             # T: training window
 hidden_size = 64             # d_model
 n_layers = 2
 n_heads = 4
-n_kv_heads = 0               # llama/olmo: key/value heads (grouped-query attention below n_heads); 0 = n_heads
+n_kv_heads = 0               # key/value heads (grouped-query attention below n_heads; not neox, gpt2); 0 = n_heads
 batch_size = 16
 learning_rate = 1e-3
 warmup_steps = 10
@@ -49,16 +57,16 @@ max_steps = 1000             # revisions are saved at step0, 1, 2, 4 … 512, th
 device = "auto"
 deterministic = True         # deterministic kernels: same data, settings, seed → same checkpoints (False: faster)
 num_threads = 1              # CPU threads: a model this small trains fastest (and steadiest) on one; 0 = torch's default
-seed = 0
+seed = 0                     # the corpus, the tokenizer, and (without --seeds) the run
+seeds = ""                   # several runs, e.g. 1,2,3: one folder {out_dir}/seed{S} each (same corpus and tokenizer)
 out_dir = "out/neox_checkpoints"
 
 
-
-def training_windows(tokenizer, texts, seq_len):
+def training_windows(tok, texts, seq_len):
     """[N, T+1] windows cut from the documents joined by the end-of-text token."""
-    eos = tokenizer.eos_token_id
+    eos = tok.eos_token_id
     stream = []
-    for ids in tokenizer(texts)["input_ids"]:
+    for ids in tok(texts)["input_ids"]:
         stream += ids + ([eos] if eos is not None else [])
     n = (len(stream) - 1) // seq_len
     if n < 1:
@@ -74,46 +82,31 @@ def learning_rate_at(step):
     return learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def save_revision(model, tok, name, state):
-    with atomic_directory(f"{out_dir}/{name}") as folder:
-        model.save_pretrained(folder)
-        tok.save_pretrained(folder)
-        write_json(folder / "training_state.json", state)
+def save_revision(model, tok, folder, state):
+    with atomic_directory(folder) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_json(tmp / "training_state.json", state)
 
 
-def main(config):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+def run_seeds() -> list:
+    """[(seed, folder)] of the runs to train: --seed into out_dir, or each of --seeds into out_dir/seed{S}."""
+    if not str(seeds).strip():
+        return [(seed, Path(out_dir))]
+    try:
+        chosen = [int(s) for s in str(seeds).split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds={seeds!r}: give whole numbers separated by commas, e.g. --seeds=1,2,3") from None
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise UserError(f"--seeds={seeds!r}: give distinct whole numbers, e.g. --seeds=1,2,3")
+    return [(s, Path(out_dir) / f"seed{s}") for s in chosen]
 
-    from common.device import configure_numerics, resolve_device
-    from common.corpus.text import iter_texts, load_text_dataset
-    from common.corpus.tokenize import causal_lm_tokenizer
 
-    hf_logging.disable_progress_bar()
-    if architecture not in BY_NAME:
-        raise UserError(f"unknown --architecture={architecture!r}; use {', '.join(BY_NAME)}")
-    family = BY_NAME[architecture]
-    if n_kv_heads and (architecture not in ("llama", "olmo") or n_heads % n_kv_heads):
-        raise UserError(f"--n_kv_heads={n_kv_heads} needs --architecture=llama or olmo and must divide "
-                        f"--n_heads={n_heads}")
-    if hidden_size % n_heads:
-        raise UserError(f"--hidden_size={hidden_size} must be a multiple of --n_heads={n_heads}")
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
-    torch.manual_seed(seed)
-    run_device = resolve_device(device)
-    configure_numerics(deterministic)
-    texts = list(iter_texts(load_text_dataset(dataset, n_synthetic=n_documents, seed=seed), n_documents))
-    if not texts:
-        raise UserError(f"the corpus {dataset} is empty")
-    if tokenizer:
-        try:
-            tok = AutoTokenizer.from_pretrained(tokenizer)
-        except Exception as error:
-            raise UserError(f"could not load a tokenizer from {tokenizer} ({error.__class__.__name__})") from None
-    else:
-        tok = causal_lm_tokenizer(texts, vocab_size)
-    windows = training_windows(tok, texts, max_seq_len)
+def train(family, tok, windows, run_seed, folder, run_device, config):
+    """One run from its seed's initialisation and data order; revisions saved into `folder`."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(run_seed)
     model_config = family.training_config(len(tok), hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len,
                                           tok.eos_token_id)
     model = AutoModelForCausalLM.from_config(model_config).to(run_device)
@@ -121,13 +114,14 @@ def main(config):
                                   weight_decay=weight_decay)
     schedule = [s for s in PYTHIA_STEPS if s <= max_steps]
     name = lambda step: family.revision_name(step, step * batch_size * max_seq_len)
-    print(f"{family.family}: {len(windows)} windows of {max_seq_len + 1} tokens, vocabulary {len(tok)}, "
-          f"{sum(p.numel() for p in model.parameters())} parameters; saving {len(schedule)} revisions to {out_dir}")
-    generator = torch.Generator().manual_seed(seed)
+    print(f"{family.family}, seed {run_seed}: {len(windows)} windows of {max_seq_len + 1} tokens, vocabulary "
+          f"{len(tok)}, {sum(p.numel() for p in model.parameters())} parameters; saving {len(schedule)} revisions "
+          f"to {folder}")
+    generator = torch.Generator().manual_seed(run_seed)
     order, position, log = torch.randperm(len(windows), generator=generator), 0, []
-    state = lambda step, loss: dict(config, step=step, loss=loss, n_windows=len(windows))
-    save_revision(model, tok, name(0), state(0, None))
-    progress = progress_bar(range(1, max_steps + 1), desc="training")
+    state = lambda step, loss: dict(config, seed=run_seed, step=step, loss=loss, n_windows=len(windows))
+    save_revision(model, tok, folder / name(0), state(0, None))
+    progress = progress_bar(range(1, max_steps + 1), desc=f"training (seed {run_seed})")
     for step in progress:
         if position + batch_size > len(order):
             order, position = torch.randperm(len(windows), generator=generator), 0
@@ -143,11 +137,48 @@ def main(config):
         progress.set_postfix(loss=f"{loss.item():.3f}")
         if step in schedule:
             log.append({"step": step, "loss": loss.item()})
-            save_revision(model, tok, name(step), state(step, loss.item()))
-            write_json(f"{out_dir}/training_log.json", log)
-    print(f"final loss {log[-1]['loss']:.3f}; revisions in {out_dir}")
+            save_revision(model, tok, folder / name(step), state(step, loss.item()))
+            write_json(folder / "training_log.json", log)
+    print(f"seed {run_seed}: final loss {log[-1]['loss']:.3f}; revisions in {folder}")
+
+
+def main(config):
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from common.corpus.text import iter_texts, load_text_dataset
+    from common.corpus.tokenize import causal_lm_tokenizer
+    from common.device import configure_numerics, resolve_device
+
+    hf_logging.disable_progress_bar()
+    if architecture not in BY_NAME:
+        raise UserError(f"unknown --architecture={architecture!r}; use {', '.join(BY_NAME)}")
+    family = BY_NAME[architecture]
+    if n_kv_heads and (architecture in ("neox", "gpt2") or n_heads % n_kv_heads):
+        raise UserError(f"--n_kv_heads={n_kv_heads} needs an architecture with grouped-query attention (not neox "
+                        f"or gpt2) and must divide --n_heads={n_heads}")
+    if hidden_size % n_heads:
+        raise UserError(f"--hidden_size={hidden_size} must be a multiple of --n_heads={n_heads}")
+    runs = run_seeds()
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    run_device = resolve_device(device)
+    configure_numerics(deterministic)
+    texts = list(iter_texts(load_text_dataset(dataset, n_synthetic=n_documents, seed=seed), n_documents))
+    if not texts:
+        raise UserError(f"the corpus {dataset} is empty")
+    if tokenizer:
+        try:
+            tok = AutoTokenizer.from_pretrained(tokenizer)
+        except Exception as error:
+            raise UserError(f"could not load a tokenizer from {tokenizer} ({error.__class__.__name__})") from None
+    else:
+        tok = causal_lm_tokenizer(texts, vocab_size)
+    windows = training_windows(tok, texts, max_seq_len)
+    for run_seed, folder in runs:
+        train(family, tok, windows, run_seed, folder, run_device, config)
 
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        main(override(globals()))
+        main({k: v for k, v in override(globals()).items() if k != "_explicit"})

@@ -47,11 +47,17 @@ def partner_table(matrix: torch.Tensor, rows: torch.Tensor, k: int, skip_self: b
         v, i = top_partner_table(matrix, rows[start:start + ROW_CHUNK], k, skip_self)
         values.append(v)
         ids.append(i)
-    values, ids = torch.cat(values), torch.cat(ids)
+    return encode_partners(torch.cat(values), torch.cat(ids), matrix.shape[1])
+
+
+def encode_partners(values: torch.Tensor, ids: torch.Tensor, vocab_size: int) -> dict:
+    """A partner table (module docstring) from its values and partner ids [rows, k] (finite values,
+    largest first in each row)."""
+    values = values.to(torch.float64)
     scale = values.abs().max(dim=1).values
     scale = torch.where(scale > 0, scale, torch.ones_like(scale)).to(torch.float32)
     quantised = torch.round(values / scale.double()[:, None] * QUANTUM).to(torch.int16)
-    return {"k": values.shape[1], "ids": _b64(ids.numpy().astype(_id_dtype(matrix.shape[1]))),
+    return {"k": values.shape[1], "ids": _b64(ids.numpy().astype(_id_dtype(vocab_size))),
             "values": _b64(quantised.numpy()), "scale": _b64(scale.numpy())}
 
 

@@ -115,3 +115,67 @@ def brute_means(values, topics=TOPICS) -> dict:
         if brute_bin(a, b, topics):
             sums[brute_bin(a, b, topics)].append(float(values[a][b]))
     return {name: sum(v) / len(v) if v else None for name, v in sums.items()}
+
+
+# -- a Hugging Face cache laid out the way huggingface_hub writes it (hub offline: HF_HUB_OFFLINE=1) --
+def write_hub_cache(cache, repo_id, revisions: dict) -> dict:
+    """Lay `revisions` ({branch: folder written by save_pretrained}) into the cache `cache` as the hub
+    writes a download: {cache}/models--{org}--{name}/blobs/{etag} (an LFS file's etag is its sha256, a
+    git file's its blob sha1; equal files share one blob), snapshots/{commit}/{file} as relative
+    symlinks into blobs/, refs/{branch} holding the commit (no newline).  Returns {branch: commit}."""
+    import hashlib
+
+    repo = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    commits = {}
+    for branch, folder in revisions.items():
+        commit = hashlib.sha1(f"{repo_id}@{branch}".encode()).hexdigest()
+        for path in sorted(Path(folder).iterdir()):
+            data = path.read_bytes()
+            lfs = path.suffix in (".safetensors", ".bin")
+            etag = hashlib.sha256(data).hexdigest() if lfs else \
+                hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            blob = repo / "blobs" / etag
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            if not blob.exists():
+                blob.write_bytes(data)
+            pointer = repo / "snapshots" / commit / path.name
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.relpath(blob, pointer.parent), pointer)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / branch).write_text(commit)
+        commits[branch] = commit
+    return commits
+
+
+# -- headless Chromium for the explorer pages' browser tests -------------------------------------
+def chromium() -> str:
+    """The Chromium executable; skips the test where there is none, fails instead when CI is set (CI must
+    run the browser tests: .ci/run installs it)."""
+    import shutil
+
+    found = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                  if shutil.which(name)), None)
+    if found is None:
+        message = "headless Chromium is not installed (Debian: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run the browser tests (.ci/run installs it)")
+        pytest.skip(f"{message}: browser tests skipped")
+    return found
+
+
+def browse(page: Path, fragment: str, tmp_path: Path, screenshot: Path = None) -> str:
+    """The rendered DOM of `page#fragment` (or a screenshot of it), asserting no console message and
+    no script error on the page (the pages catch them in <div id="errors">)."""
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+               f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+               "--window-size=1400,1500"]
+    command += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+    result = subprocess.run(command + [f"{page.resolve().as_uri()}#{fragment}"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    if not screenshot:
+        assert '<div id="errors"></div>' in result.stdout, "the page caught a script error"
+    return result.stdout

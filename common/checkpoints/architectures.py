@@ -190,11 +190,11 @@ class Architecture:
     def query_key_vectors(self, model, index: int, h_pre: torch.Tensor, dtype=torch.float64,
                           biases: bool = True) -> QueryKeyVectors:
         """The general rule (module docstring) for the tokens whose residual entering layer `index` is `h_pre`
-        [n, d_model].  `biases=False` leaves the projections' biases (and the norm's β) out: the release's
+        [n, d_model], computed in `dtype` (the weights folded in float64 first).  `biases=False` leaves the projections' biases (and the norm's β) out: the release's
         bilinear form H̃ W'_Q W'_Kᵀ H̃ᵀ."""
         layer = self.layers(model)[index]
-        W_Q, b_Q, W_K, b_K, key_head = self._folded(model, index, dtype)
-        W_Q, b_Q, W_K, b_K = (t.to(h_pre.device) for t in (W_Q, b_Q, W_K, b_K))
+        W_Q, b_Q, W_K, b_K, key_head = self._folded(model, index, torch.float64)     # folded in float64
+        W_Q, b_Q, W_K, b_K = (t.to(device=h_pre.device, dtype=dtype) for t in (W_Q, b_Q, W_K, b_K))
         h = h_pre.to(dtype)
         h = h - h.mean(dim=1, keepdim=True) if self.centre else h               # H̃
         has_norm = self.input_norm(layer) is not None

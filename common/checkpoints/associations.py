@@ -12,12 +12,12 @@ statistics cache (common/checkpoints/token_statistics.py).
 Model side, each token a alone at position 0:
   - its next-token distribution p(b | a) = softmax(logits)[b], the softmax over the whole vocabulary,
     read at the tokens b of K;
-  - its single-token attention scores as a query, from the factors of the attention similarity
-    (common/checkpoints/comparison.py): with H̃ = H_pre centred per token (or H_pre under RMSNorm) and the
-    family's folded W_Q^h, W_K^h (common/checkpoints/architectures.py),
-        head h:        S_h = (H̃ W_Q^h)(H̃ W_K^h)ᵀ
-        head average:  S̄ = (H̃ M) H̃ᵀ,  M = mean_h W_Q^h W_K^hᵀ,
-    which is the bilinear form the similarity compares with Q̄ (query rows, key columns).
+  - its single-token attention scores as a query, from the same factors as the attention similarity
+    (common/checkpoints/comparison.py): the per-token query and key vectors of docs/theory.md §12's
+    general rule (common/checkpoints/architectures.py, `query_key_vectors`), key heads expanded,
+        head h:        S_h[a,b] = q_h(a) · k_h(b)
+        head average:  S̄ = mean_h S_h = [q_1 … q_H]/H · [k_1 … k_H]ᵀ
+    (without biases, the release's bilinear form H̃ W_Q^h W_K^hᵀ H̃ᵀ), query rows and key columns as Q̄.
 A |K| × |K| model matrix is never held: `RowsOnDemand` computes a block of rows at a time from its
 factors (or from a forward pass), and reads like a tensor for common/page.py's partner tables.
 """
@@ -33,7 +33,6 @@ from common.checkpoints.comparison import compute_dtype
 from common.checkpoints.token_statistics import (corpus_fingerprint, map_to_token_set, tokenize_documents,
                                                  tokenizer_fingerprint)
 from common.io import UserError, load_tensors, save_tensors
-from common.theory.similarity import rowcenter
 
 COUNTS_VERSION = 1
 
@@ -178,15 +177,14 @@ class LayerAttention:
 
 
 @torch.no_grad()
-def single_token_attention(model, representations, layer: int, with_heads: bool = False) -> LayerAttention:
+def single_token_attention(model, representations, layer: int, with_heads: bool = False,
+                           biases: bool = True) -> LayerAttention:
     """The scores of layer `layer` (module docstring) from `representations`
-    (common.checkpoints.loading.single_token_representations of the token set), computed on the model's
-    device in the comparison's precision (common.checkpoints.comparison.compute_dtype)."""
+    (common.checkpoints.loading.single_token_representations of the token set): the per-token query and
+    key vectors the attention similarity uses (the family adapter's `query_key_vectors`, `biases` as the
+    comparison's --attention_bias), on the model's device in the comparison's precision."""
     device = next(model.parameters()).device
-    dtype = compute_dtype(device)
-    weights = architecture_for(model.config).folded_query_key(model, layer)
-    h = representations.pre(layer).to(device, dtype)
-    h = rowcenter(h) if weights.centred else h
-    W_Q, W_K = weights.W_Q.to(device, dtype), weights.W_K.to(device, dtype)
-    heads = [_scores(h @ W_Q[head], h @ W_K[head]) for head in range(weights.n_heads)] if with_heads else []
-    return LayerAttention(layer, _scores(h @ weights.mean_matrix().to(device, dtype), h), heads)
+    vectors = architecture_for(model.config).query_key_vectors(
+        model, layer, representations.pre(layer).to(device), dtype=compute_dtype(device), biases=biases)
+    heads = [_scores(*vectors.head(h)) for h in range(vectors.n_heads)] if with_heads else []
+    return LayerAttention(layer, _scores(*vectors.mean()), heads)

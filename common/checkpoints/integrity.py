@@ -55,10 +55,12 @@ def _order(revision: str):
     return (0, parsed[0], revision) if parsed else (1, 0, revision)   # named by step first, then others
 
 
-def integrity_record(hashes: dict, compared: list, reference=None, buffers=()) -> dict:
-    """`hashes`: {revision: {tensor name: sha256}} for the compared revisions and the reference.
-    Returns {revision: entry} for every compared revision (and the reference, marked `"reference": true`)."""
-    revisions = sorted(compared, key=_order) + ([reference] if reference and reference not in compared else [])
+def integrity_record(hashes: dict, compared: list, references=(), buffers=()) -> dict:
+    """`hashes`: {revision: {tensor name: sha256}} for the compared revisions and the references (hashed, not
+    compared: `--integrity_reference`).  Returns {revision: entry} for every one of them, the references
+    marked `"reference": true`; `duplicate_of` points only at an earlier compared revision."""
+    references = [r for r in references if r not in compared]
+    revisions = sorted(compared, key=_order) + sorted(references, key=_order)
     whole = {r: weights_sha256(hashes[r]) for r in revisions}
     # revisions holding each (name, tensor hash): shared tensors found without comparing every pair
     holders = {}
@@ -69,7 +71,7 @@ def integrity_record(hashes: dict, compared: list, reference=None, buffers=()) -
     record = {}
     for index, revision in enumerate(revisions):
         entry = {"weights_sha256": whole[revision]}
-        if revision == reference and reference not in compared:
+        if revision in references:
             entry["reference"] = True
         same = [r for r in revisions if r != revision and whole[r] == whole[revision]]
         earlier = [r for r in revisions[:index] if r in same and r in compared]

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from common.checkpoints.architectures import architecture_for, shape_of
 from common.checkpoints.revisions import (check_published_pythia_step, is_pattern, parse_revision, revision_step,
                                          select_revisions, split_revisions)
 from common.io import UserError
+from common.progress import progress_bar
 
 _LOCAL_HINT = "pass a local folder with one sub-folder per revision (train_neox_checkpoints.py writes one)"
 _BRACE_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")

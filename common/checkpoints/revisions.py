@@ -140,7 +140,7 @@ def select_revisions(requested, available: Optional[list], where: str) -> list:
                                 f"--revisions=all reads every one")
             found = [item]
         if not found:
-            raise UserError(f"--revisions: {item!r} matches no revision of {where} (it has: "
+            raise UserError(f"--revisions: '{item}' matches no revision of {where} (it has: "
                             f"{shown() or 'no revision'})")
         chosen.update(found)
     return sort_revisions(chosen)

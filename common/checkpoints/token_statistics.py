@@ -140,7 +140,8 @@ def load_or_compute_statistics(tokenizer, *, dataset: str, n_examples: int, seq_
                                device="cpu", dtype=torch.float64, chunk_size: int = 256,
                                max_unknown_rate: float = 0.01, log=write) -> dict:
     """The statistics of docs/theory.md §6 for this tokenizer, corpus and settings, from the cache when present.
-    Returns {value_map, attention_map, position_map, token_ids, n_positions, n_documents} on `device`."""
+    Returns {value_map, attention_map, position_map, token_ids, n_positions, n_documents} on `device`, and
+    `cache_key`: what the numbers depend on (the results record it, so that a rerun may reuse them)."""
     if top_tokens is not None and not 1 < top_tokens <= full_vocab_size:
         raise UserError(f"--top_tokens={top_tokens} must lie between 2 and the vocabulary size "
                         f"{full_vocab_size}")
@@ -177,5 +178,5 @@ def load_or_compute_statistics(tokenizer, *, dataset: str, n_examples: int, seq_
         save_tensors(path, computed, metadata)
         tensors = computed
     result = {k: v.to(device) for k, v in tensors.items()}
-    result.update(n_positions=metadata["n_positions"], n_documents=metadata["n_documents"])
+    result.update(n_positions=metadata["n_positions"], n_documents=metadata["n_documents"], cache_key=key)
     return result

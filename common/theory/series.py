@@ -78,69 +78,117 @@ class Jet:
         return len(self.terms)
 
 
-class _Sum:
-    """Accumulates the terms of one coefficient, remembering whether all of them are first order."""
-    __slots__ = ("value", "first")
-
-    def __init__(self):
-        self.value, self.first = None, True
-
-    def add(self, value, first: bool):
-        if value is not None:
-            self.value = value if self.value is None else self.value + value
-            self.first = self.first and first
-
-
-def _collect(sums) -> Jet:
-    return Jet([s.value for s in sums], [m for m, s in enumerate(sums) if s.value is not None and s.first])
-
-
-class _FirstOrderMatmul(torch.autograd.Function):
-    """`a @ b` where one factor is first order in θ0 (zero in value) and the other is taken at its
-    value: the product is zero, so the forward pass does no arithmetic; the backward pass gives the
-    first-order factor its gradient (the other factor's gradient would be second order)."""
+class _FirstOrder(torch.autograd.Function):
+    """A product with exactly one first-order factor (zero in value, linear in θ0), the other taken at
+    its value: the result is zero, so the forward pass does no arithmetic; the backward pass gives
+    the first-order factor its gradient, `vjp(grad)` (the other factor's would be second order)."""
 
     @staticmethod
-    def forward(ctx, first, other, first_on_left: bool):
-        ctx.save_for_backward(other)
-        ctx.first_on_left, ctx.shape = first_on_left, first.shape
-        a, b = (first, other) if first_on_left else (other, first)
-        shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-        return other.new_zeros(()).expand(shape)
+    def forward(ctx, first, shape, vjp):
+        ctx.vjp = vjp
+        return first.new_zeros(()).expand(shape)
 
     @staticmethod
     def backward(ctx, grad):
-        other, = ctx.saved_tensors
-        if ctx.first_on_left:                      # out = f @ o:  ∂f = g oᵀ
-            result = grad @ other.transpose(-1, -2)
-        elif len(ctx.shape) == 2 and other.dim() == 3:
-            # out = o @ f with f a [V, V] weight and o a batch: ∂f = Σ_batch oᵀ g as one 2-D product
-            result = other.reshape(-1, other.shape[-1]).T @ grad.reshape(-1, grad.shape[-1])
-        else:                                      # out = o @ f:  ∂f = oᵀ g
-            result = other.transpose(-1, -2) @ grad
-        return result.sum_to_size(ctx.shape), None, None
+        return ctx.vjp(grad), None, None
+
+
+class _Attach(torch.autograd.Function):
+    """value + Σ first-order terms: the value unchanged (the terms are zero), the gradient passed to
+    every term."""
+
+    @staticmethod
+    def forward(ctx, value, *firsts):
+        ctx.shapes = [None if value is None else value.shape] + [f.shape for f in firsts]
+        shape = torch.broadcast_shapes(*(s for s in ctx.shapes if s is not None))
+        if value is None:
+            return firsts[0].new_zeros(()).expand(shape)
+        return value.expand(shape) if value.shape != shape else value.view_as(value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(None if s is None else grad.sum_to_size(s) for s in ctx.shapes)
+
+
+def _first_order(first, shape, vjp):
+    return _FirstOrder.apply(first, shape, vjp)
+
+
+class _Terms:
+    """The terms of one coefficient: regular ones summed (fused multiply-adds), first-order ones
+    attached to the sum without arithmetic."""
+    __slots__ = ("value", "firsts")
+
+    def __init__(self):
+        self.value, self.firsts = None, []
+
+    def add(self, x, first: bool, scale: float = 1.0):
+        if x is None:
+            return
+        if first:
+            self.firsts.append(x if scale == 1.0 else _first_order(x, x.shape, lambda g: g * scale))
+        elif self.value is None:
+            self.value = x if scale == 1.0 else x * scale
+        else:
+            self.value = torch.add(self.value, x, alpha=scale)
+
+    def add_product(self, u, u_first, v, v_first, scale: float = 1.0):
+        """+ scale · u ⊙ v (broadcasting)."""
+        if u is None or v is None or (u_first and v_first):
+            return
+        if u_first or v_first:
+            first, other = (u, v.detach()) if u_first else (v, u.detach())
+            shape = torch.broadcast_shapes(u.shape, v.shape)
+            self.firsts.append(_first_order(first, shape, lambda g: (g * other * scale).sum_to_size(first.shape)))
+        elif self.value is None:
+            self.value = u * v * scale if scale != 1.0 else u * v
+        else:
+            self.value = torch.addcmul(self.value, u, v, value=scale)
+
+    def add_dot(self, u, u_first, v, v_first, scale: float = 1.0):
+        """+ scale · Σ_last u ⊙ v, keeping the last dimension (size 1)."""
+        if u is None or v is None or (u_first and v_first):
+            return
+        if u_first or v_first:
+            first, other = (u, v.detach()) if u_first else (v, u.detach())
+            shape = torch.broadcast_shapes(u.shape, v.shape)[:-1] + (1,)
+            self.firsts.append(_first_order(first, shape, lambda g: (g * other * scale).sum_to_size(first.shape)))
+        else:
+            self.add(torch.linalg.vecdot(u, v)[..., None], False, scale)
+
+    def result(self):
+        """(value or None, whether it is first order)."""
+        if not self.firsts:
+            return self.value, False
+        return _Attach.apply(self.value, *self.firsts), self.value is None
+
+
+def _set(jet: Jet, m: int, result) -> None:
+    value, first = result
+    jet.terms[m] = value
+    if value is not None and first:
+        jet.first.add(m)
 
 
 def _matmul(u, u_first, v, v_first):
     if u_first:
-        return _FirstOrderMatmul.apply(u, v.detach(), True)
+        other = v.detach()
+        shape = torch.broadcast_shapes(u.shape[:-2], v.shape[:-2]) + (u.shape[-2], v.shape[-1])
+        return _first_order(u, shape, lambda g: (g @ other.transpose(-1, -2)).sum_to_size(u.shape))
     if v_first:
-        return _FirstOrderMatmul.apply(v, u.detach(), False)
+        other = u.detach()
+        shape = torch.broadcast_shapes(u.shape[:-2], v.shape[:-2]) + (u.shape[-2], v.shape[-1])
+        if v.dim() == 2 and other.dim() == 3:
+            # a [V, V] weight after a batch: ∂f = Σ_batch oᵀ g as one 2-D product
+            return _first_order(v, shape, lambda g: other.reshape(-1, other.shape[-1]).T @ g.reshape(-1, g.shape[-1]))
+        return _first_order(v, shape, lambda g: (other.transpose(-1, -2) @ g).sum_to_size(v.shape))
     return u @ v
 
 
-def _multiply(u, u_first, v, v_first):
-    # elementwise products are cheap: the first-order case only detaches the other factor
-    if u_first:
-        return u * v.detach()
-    if v_first:
-        return u.detach() * v
-    return u * v
-
-
-def cauchy(a: Jet, b: Jet, order: int, product=_matmul) -> Jet:
-    """(ab)_m = Σ_{i+j=m} a_i b_j for m ≤ order, skipping zero factors and pairs of first-order ones."""
-    sums = [_Sum() for _ in range(order + 1)]
+def cauchy(a: Jet, b: Jet, order: int) -> Jet:
+    """The matrix product of two jets, (ab)_m = Σ_{i+j=m} a_i b_j for m ≤ order, skipping zero
+    factors and pairs of first-order ones."""
+    sums = [_Terms() for _ in range(order + 1)]
     for i, u in enumerate(a.terms[:order + 1]):
         if u is None:
             continue
@@ -148,60 +196,53 @@ def cauchy(a: Jet, b: Jet, order: int, product=_matmul) -> Jet:
             v = b[j]
             if v is None or (i in a.first and j in b.first):
                 continue
-            sums[i + j].add(product(u, i in a.first, v, j in b.first), (i in a.first) or (j in b.first))
-    return _collect(sums)
+            sums[i + j].add(_matmul(u, i in a.first, v, j in b.first), (i in a.first) or (j in b.first))
+    out = Jet([None] * (order + 1))
+    for m, terms in enumerate(sums):
+        _set(out, m, terms.result())
+    return out
 
 
 def add(*jets: Jet) -> Jet:
     order = max(len(j) for j in jets) - 1
-    sums = [_Sum() for _ in range(order + 1)]
-    for jet in jets:
-        for m, term in enumerate(jet.terms):
-            sums[m].add(term, m in jet.first)
-    return _collect(sums)
+    out = Jet([None] * (order + 1))
+    for m in range(order + 1):
+        terms = _Terms()
+        for jet in jets:
+            terms.add(jet[m], m in jet.first)
+        _set(out, m, terms.result())
+    return out
 
 
 def apply(jet: Jet, fn) -> Jet:
-    """A linear map (gather, transpose, mask) applied coefficient by coefficient."""
+    """A linear map (gather, transpose) applied coefficient by coefficient."""
     return Jet([None if t is None else fn(t) for t in jet.terms], jet.first)
 
 
-def log_softmax_normaliser(s: Jet, p: Jet, m: int) -> _Sum:
-    """ℓ_m = (1/m) Σ_{j=1}^m j Σ_last s_j p_{m−j} (m ≥ 1) of ℓ = log Σ exp s, from p = softmax(s)."""
-    total = _Sum()
+def log_normaliser(s: Jet, p: Jet, m: int):
+    """ℓ_m = (1/m) Σ_{j=1}^m j Σ_last s_j p_{m−j} (m ≥ 1) of ℓ = log Σ exp s, from p = softmax(s)
+    (p_0 … p_{m−1} suffice): (value [..., 1] or None, first order)."""
+    terms = _Terms()
     for j in range(1, m + 1):
-        u, v = s[j], p[m - j]
-        if u is None or v is None or (j in s.first and (m - j) in p.first):
-            continue
-        total.add((_multiply(u, j in s.first, v, (m - j) in p.first).sum(-1, keepdim=True)) * (j / m),
-                  j in s.first or (m - j) in p.first)
-    return total
+        terms.add_dot(s[j], j in s.first, p[m - j], (m - j) in p.first, j / m)
+    return terms.result()
 
 
 def softmax_jet(s: Jet, order: int) -> Jet:
-    """p = softmax(s) over the last dimension, coefficients 0 … order (s_0 may hold −inf: masked)."""
+    """p = softmax(s) over the last dimension, coefficients 0 … order (s_0 may hold −inf: masked).
+    With e_j = s_j − ℓ_j:  p_m = (1/m) Σ_{j=1}^m j e_j p_{m−j}."""
     p = Jet([torch.softmax(s[0], dim=-1)] + [None] * order)   # p_0 depends on θ0 through s_0
-    ell = Jet([None] * (order + 1))
+    e = Jet([None] * (order + 1))
     for m in range(1, order + 1):
-        normaliser = log_softmax_normaliser(s, p, m)
-        ell.terms[m] = normaliser.value
-        if normaliser.value is not None and normaliser.first:
-            ell.first.add(m)
-        total = _Sum()
+        normaliser, first = log_normaliser(s, p, m)
+        difference = _Terms()
+        difference.add(s[m], m in s.first)
+        difference.add(normaliser, first, -1.0)
+        _set(e, m, difference.result())
+        terms = _Terms()
         for j in range(1, m + 1):
-            v = p[m - j]
-            if v is None:
-                continue
-            v_first = (m - j) in p.first
-            for factor, jet in ((s[j], s), (ell[j], ell)):
-                if factor is None or (j in jet.first and v_first):
-                    continue
-                sign = 1.0 if jet is s else -1.0
-                total.add(_multiply(factor, j in jet.first, v, v_first) * (sign * j / m),
-                          (j in jet.first) or v_first)
-        p.terms[m] = total.value
-        if total.value is not None and total.first:
-            p.first.add(m)
+            terms.add_product(e[j], j in e.first, p[m - j], (m - j) in p.first, j / m)
+        _set(p, m, terms.result())
     return p
 
 
@@ -256,10 +297,10 @@ def jet_loss(weights: dict, n_layers: int, tokens: Tensor, targets: Tensor, posi
         z = logits[0]
         return (torch.logsumexp(z, -1) - z.gather(-1, targets[..., None]).squeeze(-1)).sum()
     p = softmax_jet(Jet(logits.terms[:order], logits.first), order - 1)
-    normaliser = log_softmax_normaliser(logits, p, order).value
+    normaliser = log_normaliser(logits, p, order)[0]
     z = logits[order]
-    total = z.new_zeros(()) if normaliser is None else normaliser.sum()
-    return total - (0 if z is None else z.gather(-1, targets[..., None]).sum())
+    total = 0.0 if normaliser is None else normaliser.sum()
+    return total - (0.0 if z is None else z.gather(-1, targets[..., None]).sum())
 
 
 # -- the series ----------------------------------------------------------------------------------------
@@ -309,7 +350,7 @@ def gradient_flow_series(model, x: Tensor, y: Tensor, order: int, chunk_size: in
         weights = _weight_jets(leaves, coefficients, k)
         for xs, ys in chunks:
             loss = jet_loss(weights, model.n_layers, xs, ys, position_index, causal, k) / n_positions
-            if loss.requires_grad:
+            if torch.is_tensor(loss) and loss.requires_grad:
                 loss.backward()
             bar.update()
         # c_{k+1} = −g_k/(k+1), kept on the compute device for the next order's jets

@@ -4,29 +4,34 @@ instead of scrolling the association report.
 For the chosen token the page shows, side by side, its top partners in every corpus statistic of
 docs/theory.md §2 (B̄, Σ_B, Φ̄, (B̄Φ̄)ᵀ, Q̄) and in every trained token × token weight lining up with
 one (W_O; V and W of each layer), in the raw view, the frequency-normalised view of common/tiny/report.py
-(row a divided by P̂(x=a); for B̄, P̂(y=b | x=a) − 1/V) or both; a slider over the saved checkpoints;
-the training curves of the log (cosines and relative errors, the path-exact ones of §10 dashed);
-and the corpus's strongest associations to start from.  `explorer.html#token=bird&checkpoint=0&view=raw`
+(row a divided by P̂(x=a); for B̄, P̂(y=b | x=a) − 1/V), both, or the report's lift view (entries divided by
+P̂(a) P̂(b), P̂(a) P̂(b)² for Q̄ and W, partners seen fewer than MIN_COUNT times left out, partners ranked by
+it: its own top-k tables); a slider over the saved checkpoints; the training curves of the log (cosines
+and relative errors, the path-exact ones of §10 dashed); and the corpus's strongest associations to
+start from (common/tiny/report.strongest_pair_table: ranked by the lift's lower bound lift⁻).  `explorer.html#token=bird&checkpoint=0&view=raw`
 selects a token, a checkpoint (index among those on the page, oldest first) and a view.
 
 The page works offline: no network, styles and hand-written scripts inline, the data embedded as one
 JSON object.  Only the top `top` partners of each row are kept, never whole matrices: per table the
 partner ids (uint16, or uint32 past 65 536 tokens), their values as int16 fractions of the row's
-largest |value| and that float32 scale, each base64-encoded (page sizes: docs/benchmarks.md §10).  When the page would exceed `max_bytes`, only the rows of the most frequent tokens are
+largest |value| and that float32 scale, each base64-encoded; every matrix has two tables, one in the
+row order of the raw view and one in the lift order (page sizes: docs/benchmarks.md §10).  When the page would exceed `max_bytes`, only the rows of the most frequent tokens are
 kept and the page says so (a token beyond them says its row was cut).
 """
 import json
 import math
 from pathlib import Path
 
+import torch
+
 from common.theory.alignment import named_weights
 from common.io import UserError, load_tensors
 from common.theory.model import AttentionOnlyTransformer
 from common.theory.path_exact import split_checkpoint
 from common.tiny.training import RunCallback
-from common.page import page_html, partner_table, table_bytes, write_page
-from common.tiny.report import (MIN_COUNT, PAGE_VIEWS, check_view, strongest_association_tokens, strongest_pairs,
-                                token_frequency)
+from common.page import encode_partners, page_html, partner_table, table_bytes, write_page
+from common.tiny.report import (MIN_COUNT, VIEWS, check_view, lift_key_power, lifted_rows,
+                                strongest_association_tokens, strongest_pair_table, token_frequency)
 from common.theory.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
 
 EXPLORER_FILE = "explorer.html"
@@ -73,17 +78,40 @@ def curve_data(logs: list) -> dict:
 
 
 # -- the page data -------------------------------------------------------------------------------
+ROW_CHUNK = 1024   # rows lifted at once (a V = 10000 float64 block of 1024 rows is 82 MB)
+
+
+def lift_table(matrix, field: str, rows, top: int, frequency, counts, skip_self: bool = False):
+    """The top partners of `rows` in the lift view of `matrix` (common/tiny/report.py: ÷ P̂(a) P̂(b)^p, partners
+    seen fewer than MIN_COUNT times left out), encoded; None when fewer than two tokens are seen that often."""
+    k = min(top, int((counts >= MIN_COUNT - 1e-6).sum()) - 1)
+    if k < 1:
+        return None
+    values, ids = [], []
+    for start in range(0, len(rows), ROW_CHUNK):
+        chunk = rows[start:start + ROW_CHUNK]
+        block = lifted_rows(matrix.detach()[chunk.to(matrix.device)], frequency[chunk], counts, MIN_COUNT,
+                            lift_key_power(field))
+        if skip_self:
+            block[torch.arange(len(chunk)), chunk] = -float("inf")
+        v, i = block.topk(k, dim=1)
+        values.append(v)
+        ids.append(i)
+    return encode_partners(torch.cat(values), torch.cat(ids), matrix.shape[1])
+
+
 def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: int = 8,
                   max_bytes: int = 5_000_000, view: str = "normalised", title: str = "") -> dict:
     """Everything the page shows, as one JSON-ready dict. `checkpoints`: (metadata, model) pairs,
     oldest first (checkpoint_models)."""
-    check_view(view, views=PAGE_VIEWS)
+    check_view(view, views=VIEWS)
     V = len(vocabulary)
     if top < 1:
         raise UserError(f"--top must be at least 1 (got {top})")
     frequency = token_frequency(stats)
+    counts = frequency * stats.n_positions
     n_weights = sum(weight.dim() == 2 for _, _, weight in named_weights(checkpoints[0][1])) if checkpoints else 0
-    n_tables = len(TOKEN_STATISTICS) + n_weights * len(checkpoints)
+    n_tables = 2 * (len(TOKEN_STATISTICS) + n_weights * len(checkpoints))    # raw order and lift order
     fixed = len(json.dumps(vocabulary, ensure_ascii=False)) + 24 * V + 200_000   # words, frequencies, curves, page
     per_row = n_tables * (table_bytes(1000, top, V) - 64) / 1000
     n_rows = V if fixed + per_row * V <= max_bytes else max(0, int((max_bytes - fixed) / per_row))
@@ -96,8 +124,13 @@ def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: i
                      f"all {V} rows would take {(fixed + per_row * V) / 1e6:.1f} MB, over the "
                      f"{max_bytes / 1e6:.1f} MB limit (raise --max_mb or lower --top).")
     rows = frequency.argsort(descending=True, stable=True)[:n_rows].sort().values
-    statistics = [{"field": s.field, "symbol": s.symbol, "reads": s.reads,
-                   "table": partner_table(getattr(stats, s.field), rows, top, s.field == "interchangeability")}
+
+    def tables(matrix, field, skip_self=False):
+        return {"table": partner_table(matrix, rows, top, skip_self),
+                "lift": lift_table(matrix, field, rows, top, frequency, counts, skip_self)}
+
+    statistics = [dict({"field": s.field, "symbol": s.symbol, "reads": s.reads},
+                       **tables(getattr(stats, s.field), s.field, s.field == "interchangeability"))
                   for s in TOKEN_STATISTICS]
     trained = []
     for meta, model in checkpoints:
@@ -105,17 +138,24 @@ def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: i
         for key, kind, weight in named_weights(model):
             if weight.dim() == 2:
                 layer = parse_log_key(key).layer
-                weights.append({"key": key, "kind": kind, "layer": layer, "statistic": KIND[kind].statistic,
-                                "label": kind if layer is None else f"{kind} (layer {layer})",
-                                "table": partner_table(weight, rows, top)})
+                field = KIND[kind].statistic
+                weights.append(dict({"key": key, "kind": kind, "layer": layer, "statistic": field,
+                                     "label": kind if layer is None else f"{kind} (layer {layer})"},
+                                    **tables(weight, field)))
         trained.append({"step": meta["step"], "epoch": _rounded(meta.get("epoch"), 4), "weights": weights})
     strongest = strongest_association_tokens(stats, 1)
-    return {"title": title, "vocab_size": V, "vocabulary": vocabulary, "top": top, "view": view, "views": PAGE_VIEWS,
+    has_lift = statistics[0]["lift"] is not None
+    if not has_lift:
+        notes.append(f"No lift view: fewer than two tokens occur {MIN_COUNT} times.")
+    return {"title": title, "vocab_size": V, "vocabulary": vocabulary, "top": top,
+            "view": view if has_lift or view != "lift" else "normalised",
+            "views": list(VIEWS) if has_lift else [v for v in VIEWS if v != "lift"],
             "rows": None if n_rows == V else rows.tolist(), "notes": notes,
             "frequency": [_rounded(f, 6) for f in frequency.tolist()], "n_positions": int(stats.n_positions),
-            "min_count": MIN_COUNT,
+            "min_count": MIN_COUNT, "lift_key_power": {s.field: lift_key_power(s.field) for s in TOKEN_STATISTICS},
             "statistics": statistics, "checkpoints": trained, "curves": curve_data(logs),
-            "strongest": [list(pair) for pair in strongest_pairs(stats, 40)],
+            "strongest": [[r["a"], r["b"], _rounded(r["conditional"]), _rounded(r["lift"]),
+                           _rounded(r["lift_lower"]), r["pairs"], r["count"]] for r in strongest_pair_table(stats, 40)],
             "default_token": vocabulary[strongest[0] if strongest else int(frequency.argmax())]}
 
 
@@ -138,13 +178,13 @@ def write_explorer(path, stats, vocabulary: list, checkpoint_files, logs: list, 
 
 class ExplorerPage(RunCallback):
     """The run's explorer page (`explorer.html`) over its saved checkpoints, written when the run reaches
-    its last step; the report's lift view is the report's only (the page keeps one partner order per row)."""
+    its last step, opening in the report's view (--report_view)."""
 
     def on_end(self, trainer):
         if not trainer.proc.main:
             return None
         from common.tiny.training import checkpoint_paths
-        view = trainer.cfg.report_view if trainer.cfg.report_view in PAGE_VIEWS else "normalised"
+        view = trainer.cfg.report_view if trainer.cfg.report_view in VIEWS else "normalised"
         path = write_explorer(trainer.out_dir / EXPLORER_FILE, trainer.stats, trainer.vocabulary,
                               checkpoint_paths(trainer.out_dir), trainer.logs, view,
                               title=f"{trainer.out_dir}, step {trainer.step}")

@@ -1,6 +1,12 @@
-"""Each family's adapter against the model's own computation: the folded per-head W_Q, W_K reproduce the
-attention module's query and key at position 0 (captured by a spy on its attention function), and
-H_pre, H_mid, H_post equal what hooks and hidden states give."""
+"""Each family's adapter against the model's own computation: the per-token query and key vectors (the
+general rule of docs/theory.md §12) reproduce what the attention module computes at position 0 (captured by
+a spy on its attention function, where rotary is the identity), up to the input norm's per-token scale; the
+folded W_Q, W_K are their bilinear part; H_pre, H_mid, H_post equal what hooks and hidden states give.
+
+Tolerances: the models are float64, but the representations are stored in float32 and the library's
+RMSNorm and OLMo's LayerNorm compute in float32 (then cast back), so the module's own q and k carry
+float32 rounding (relative ~1e-7); we allow 1e-5 of the largest entry (1e-4 where such a float32 norm
+precedes the projection and its rounding is multiplied by the weights)."""
 import importlib
 
 import pytest
@@ -11,8 +17,20 @@ from common.checkpoints.loading import single_token_representations
 from common.io import UserError
 from conftest import VOCAB, tiny_model
 
-FAMILIES = ("neox", "gpt2", "llama", "olmo")
-MODULES = {"neox": "gpt_neox", "gpt2": "gpt2", "llama": "llama", "olmo": "olmo"}
+FAMILIES = ("neox", "gpt2", "llama", "olmo", "olmo2", "olmo3", "qwen2", "qwen3")
+MODULES = {"neox": "gpt_neox", "gpt2": "gpt2", "llama": "llama", "olmo": "olmo", "olmo2": "olmo2",
+           "olmo3": "olmo3", "qwen2": "qwen2", "qwen3": "qwen3"}
+FLOAT32_NORM = ("llama", "olmo", "olmo2", "olmo3", "qwen2", "qwen3")
+
+
+def family_model(family, **kwargs):
+    """Grouped-query attention (4 query heads over 2 key heads) wherever the family has it; OLMo v1 with a
+    clip that cuts some of its queries and keys."""
+    kv_heads = 0 if family in ("neox", "gpt2") else 2
+    model = tiny_model(family, kv_heads=kv_heads, **kwargs)
+    if family == "olmo":
+        model.config.clip_qkv = 0.4
+    return model
 
 
 @pytest.fixture
@@ -32,48 +50,98 @@ def captured(monkeypatch):
     return seen
 
 
-def normalised(family, model, h):
-    """x̂ the norm before attention divides out: (h − mean h)/σ for a LayerNorm, h/rms(h) for RMSNorm."""
+def input_scale(family, model, h):
+    """σ: what the norm before attention divides by (1 without one: OLMo-2, OLMo-3)."""
     config = model.config
-    if family == "llama":
-        return h / (h.square().mean(dim=1, keepdim=True) + config.rms_norm_eps).sqrt()
+    if family in ("olmo2", "olmo3"):
+        return torch.ones(len(h), 1, dtype=h.dtype)
+    if family in ("llama", "qwen2", "qwen3"):
+        return (h.square().mean(dim=1, keepdim=True) + config.rms_norm_eps).sqrt()
     eps = {"neox": getattr(config, "layer_norm_eps", None), "gpt2": getattr(config, "layer_norm_epsilon", None),
            "olmo": 1e-5}[family]
     centred = h - h.mean(dim=1, keepdim=True)
-    return centred / (centred.square().mean(dim=1, keepdim=True) + eps).sqrt()
+    return (centred.square().mean(dim=1, keepdim=True) + eps).sqrt()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_folded_query_key_reproduce_the_modules_own_query_and_key(family, captured):
-    model = tiny_model(family)
+def test_query_key_vectors_are_the_modules_own_before_rotary(family, captured):
+    model = family_model(family)
     architecture = architecture_for(model.config)
     ids = torch.arange(VOCAB)
     reps = single_token_representations(model, ids, batch_size=17)   # batches of uneven size
     with torch.no_grad():
         model(ids.view(-1, 1))                                         # captured at full batch
-    # representations are stored in float32, and Llama's and OLMo's norms compute in float32 internally
-    tolerance = 1e-5 if family in ("neox", "gpt2") else 1e-4
+    tolerance = 1e-4 if family in FLOAT32_NORM else 1e-5
+    clipped = 0
     for index, layer in enumerate(architecture.layers(model)):
-        weights = architecture.folded_query_key(model, index)
-        x = normalised(family, model, reps.pre(index).double())
+        h_pre = reps.pre(index).double()
+        vectors = architecture.query_key_vectors(model, index, h_pre)
         query, key, _ = captured[architecture.attention(layer)]
         query, key = query[:, :, 0].transpose(0, 1), key[:, :, 0].transpose(0, 1)   # [heads, n, size]
-        group = weights.n_heads // key.shape[0]
-        key = key[torch.arange(weights.n_heads) // group]                           # g(h) = h // group
-        q = torch.einsum("nd,hdk->hnk", x, weights.W_Q) + weights.b_Q[:, None]
-        k = torch.einsum("nd,hdk->hnk", x, weights.W_K) + weights.b_K[:, None]
-        scale = query.abs().max()
-        assert torch.allclose(q, query, atol=tolerance * scale, rtol=0), (family, index)
+        group = vectors.n_heads // key.shape[0]
+        key = key[torch.arange(vectors.n_heads) // group]                           # g(h) = h // group
+        sigma = input_scale(family, model, h_pre)
+        q, k = vectors.queries / sigma, vectors.keys / sigma                         # the module's own scale
+        assert torch.allclose(q, query, atol=tolerance * query.abs().max(), rtol=0), (family, index)
         assert torch.allclose(k, key, atol=tolerance * key.abs().max(), rtol=0), (family, index)
-        products = q @ k.transpose(1, 2)                                 # every query token · every key token
-        expected = query @ key.transpose(1, 2)
-        assert torch.allclose(products, expected, atol=10 * tolerance * expected.abs().max(), rtol=0)
+        scores, expected = q @ k.transpose(1, 2), query @ key.transpose(1, 2)      # every query · every key
+        assert torch.allclose(scores, expected, atol=10 * tolerance * expected.abs().max(), rtol=0)
+        # the mean over heads is one product of concatenated factors
+        left, right = vectors.mean()
+        assert torch.allclose(left @ right.T, (vectors.queries @ vectors.keys.transpose(1, 2)).mean(0))
+        if family == "olmo":
+            clipped += int((query.abs() >= 0.4 - 1e-12).sum())
+    assert family != "olmo" or clipped > 0                                          # the clip was exercised
+
+
+@pytest.mark.parametrize("family", ["neox", "gpt2", "llama", "olmo", "qwen2"])
+def test_without_biases_and_extras_the_scores_are_the_folded_bilinear_form(family):
+    model = family_model(family)
+    model.config.clip_qkv = None
+    architecture = architecture_for(model.config)
+    reps = single_token_representations(model, torch.arange(VOCAB))
+    for index in range(2):
+        weights = architecture.folded_query_key(model, index)
+        h = reps.pre(index).double()
+        h = h - h.mean(dim=1, keepdim=True) if weights.centred else h                 # H̃
+        vectors = architecture.query_key_vectors(model, index, reps.pre(index), biases=False)
+        left, right = vectors.mean()
+        assert torch.allclose(left @ right.T, h @ weights.mean_matrix() @ h.T, atol=1e-12)
+        for head in range(weights.n_heads):
+            q, k = vectors.head(head)
+            assert torch.allclose(q @ k.T, h @ weights.head_matrix(head) @ h.T, atol=1e-12)
         # the norm rule: centred over d_model exactly when the norm subtracts the mean
-        assert weights.centred == (family != "llama")
+        assert weights.centred == (family in ("neox", "gpt2", "olmo"))
         spread = weights.W_Q.mean(dim=1).abs().max()
         assert (spread < 1e-12) if weights.centred else (spread > 1e-3)
-        M = weights.mean_matrix()
-        assert torch.allclose(M, sum(weights.head_matrix(h) for h in range(weights.n_heads)) / weights.n_heads)
+        if family in ("neox", "gpt2", "qwen2"):   # the biases do change the scores (query bias · keys)
+            with_bias = architecture.query_key_vectors(model, index, reps.pre(index))
+            assert not torch.allclose(with_bias.mean()[0] @ with_bias.mean()[1].T, left @ right.T, atol=1e-3)
+
+
+def test_qk_norm_is_a_per_token_rescaling_of_the_bilinear_form():
+    # OLMo-2 (docs/theory.md §12): S_h = D_q⁻¹ H (W_Q,hᵀ diag γ_q,h)(diag γ_k,h W_K,h) Hᵀ D_k⁻¹ with
+    # D_q[a] = (mean over all heads' query dimensions of (W_Q h_a)² + ε)^{1/2}
+    model = family_model("olmo2")
+    architecture = architecture_for(model.config)
+    h = single_token_representations(model, torch.arange(VOCAB)).pre(1).double()
+    attention = architecture.layers(model)[1].self_attn
+    W_Q, W_K = attention.q_proj.weight.double(), attention.k_proj.weight.double()      # [out, d]
+    eps = attention.q_norm.variance_epsilon
+    D_q = ((h @ W_Q.T).square().mean(1) + eps).sqrt()
+    D_k = ((h @ W_K.T).square().mean(1) + eps).sqrt()
+    g_q, g_k = attention.q_norm.weight.double().view(4, -1), attention.k_norm.weight.double().view(2, -1)
+    vectors = architecture.query_key_vectors(model, 1, h)
+    for head in range(4):
+        rows = slice(head * 6, head * 6 + 6)
+        kv_rows = slice((head // 2) * 6, (head // 2) * 6 + 6)
+        bilinear = (h @ (W_Q[rows].T * g_q[head])) @ (h @ (W_K[kv_rows].T * g_k[head // 2])).T
+        q, k = vectors.head(head)
+        assert torch.allclose(q @ k.T, bilinear / D_q[:, None] / D_k[None, :], atol=1e-12)
+    # a per-head QK-norm (Qwen3) differs from the whole-projection one
+    assert architecture.query_key_norm(architecture.layers(model)[1], torch.float64).per_head is False
+    qwen3 = architecture_for(family_model("qwen3").config)
+    assert qwen3.query_key_norm(qwen3.layers(family_model("qwen3"))[0], torch.float64).per_head is True
 
 
 def test_grouped_query_heads_share_their_key_head():
@@ -107,15 +175,16 @@ def test_head_layouts_matter():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_representations_match_hidden_states_and_hooks(family, captured):
-    model = tiny_model(family, seed=1, layers=3)
+    model = family_model(family, seed=1, layers=3)
     architecture = architecture_for(model.config)
     ids = torch.tensor([3, 0, 39, 7, 7, 12])
     reps = single_token_representations(model, ids, batch_size=4)
     mid_inputs, handles = {}, []
     layers = architecture.layers(model)
     for index, layer in enumerate(layers):
-        # sequential families: H_mid is the residual entering the norm before the MLP
-        norm = getattr(layer, "ln_2", None) or getattr(layer, "post_attention_layernorm")
+        # sequential families: H_mid is the residual entering the MLP's norm (OLMo-2: the MLP itself)
+        norm = getattr(layer, "ln_2", None) or (layer.mlp if family in ("olmo2", "olmo3")
+                                                else layer.post_attention_layernorm)
         handles.append(norm.register_forward_pre_hook(
             lambda module, args, index=index: mid_inputs.__setitem__(index, args[0][:, 0].detach().clone())))
     with torch.no_grad():
@@ -160,11 +229,12 @@ def test_fold_norm_is_the_affine_part():
         assert torch.allclose(torch.einsum("nd,hdk->hnk", inputs, folded) + bias[:, None], expected)
 
 
-def test_unsupported_families_are_refused_in_one_line():
-    from transformers import BertConfig, Olmo2Config
+def test_every_family_trains_under_its_revision_naming_and_others_are_refused():
+    from transformers import BertConfig
 
-    with pytest.raises(UserError, match="OLMo-2.*non-bilinear.*supported families: GPTNeoX") as error:
-        architecture_for(Olmo2Config())
-    assert "\n" not in str(error.value)
-    with pytest.raises(UserError, match="'bert' model; supported families: .*Llama.*OLMo v1"):
+    assert {a.revision_name(1000, 4e9) for a in BY_NAME.values()} >= {
+        "step1000", "checkpoint-1000", "step-1000", "step1000-tokens4B", "stage1-step1000-tokens4B"}
+    assert architecture_for(family_model("olmo2").config).family == "OLMo-2"
+    with pytest.raises(UserError, match="'bert' model; supported families: .*Llama.*OLMo v1.*OLMo-2") as error:
         architecture_for(BertConfig())
+    assert "\n" not in str(error.value)

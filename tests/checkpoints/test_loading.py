@@ -6,27 +6,70 @@ import sys
 import pytest
 import torch
 
-from common.checkpoints.loading import CheckpointSource, weights_sha256
+from common.checkpoints.loading import CheckpointSource, expand_model_names
 from common.io import UserError
-from conftest import ROOT
-from conftest import tiny_model
+from conftest import ROOT, tiny_model, write_hub_cache
 
 
 def test_local_revisions(tmp_path):
-    for name in ("step0", "step16", "notes"):
+    for name in ("step0", "step16", "notes", "main"):
         (tmp_path / name).mkdir()
-    (tmp_path / "step0" / "config.json").write_text("{}")
-    (tmp_path / "step16" / "config.json").write_text("{}")
+    for name in ("step0", "step16", "main"):
+        (tmp_path / name / "config.json").write_text("{}")
     local = CheckpointSource(str(tmp_path))
+    # `all` and patterns read the revisions of a known naming (`main`, e.g. an integrity reference, is left out)
     assert local.resolve(["all"]) == ["step0", "step16"] and local.resolve("step16,step0") == ["step0", "step16"]
+    assert local.resolve("step1..step100") == ["step16"] and local.resolve("re:6$") == ["step16"]
+    assert local.check_reference("main") == "main"
+    with pytest.raises(UserError, match="--integrity_reference='latest' is not a revision of"):
+        local.check_reference("latest")
     with pytest.raises(UserError, match="'step8' not found.*--revisions=all reads every one"):
         local.resolve(["step0", "step8"])
     with pytest.raises(UserError, match="could not load"):
         local.load_config("step0")   # an empty config is no model
-    (tmp_path / "main").mkdir()
-    (tmp_path / "main" / "config.json").write_text("{}")
-    with pytest.raises(UserError, match="unknown revision 'main'"):   # a revision folder of no known naming
-        local.resolve(["all"])
+    for name in ("step0", "step16"):
+        (tmp_path / name / "config.json").unlink()
+    with pytest.raises(UserError, match="unknown revision 'main'"):   # only folders of no known naming
+        CheckpointSource(str(tmp_path)).resolve(["all"])
+
+
+def test_model_names_expand_from_lists_and_brace_ranges():
+    assert expand_model_names("EleutherAI/pythia-160m-seed{1..3}") == [
+        "EleutherAI/pythia-160m-seed1", "EleutherAI/pythia-160m-seed2", "EleutherAI/pythia-160m-seed3"]
+    assert expand_model_names("out/a, out/s{8..9}/ckpt") == ["out/a", "out/s8/ckpt", "out/s9/ckpt"]
+    assert expand_model_names("org/x-seed{1..2}-{0..1}") == ["org/x-seed1-0", "org/x-seed1-1", "org/x-seed2-0",
+                                                            "org/x-seed2-1"]
+    for bad, message in (("org/x-seed{3..1}", "expands to nothing"), (" , ", "empty"),
+                         ("a,a", "names a model twice")):
+        with pytest.raises(UserError, match=message):
+            expand_model_names(bad)
+
+
+def test_offline_hub_name_runs_from_the_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folders = {}
+    for name in ("step0", "step4", "step8"):
+        folders[name] = tmp_path / "saved" / name
+        tiny_model("neox").save_pretrained(folders[name])
+    (folders["step0"] / "tokenizer.json").write_text("{}")
+    (folders["step8"] / "model.safetensors").unlink()                  # a download that stopped half-way
+    write_hub_cache(tmp_path / "hub", "org/name", folders)
+    source = CheckpointSource("org/name")
+    assert source.local is None and source.offline
+    assert source.available() == ["step0", "step4", "step8"]
+    assert source.resolve("step0,step4") == ["step0", "step4"] and source.resolve("step0..step4") == ["step0", "step4"]
+    for requested, message in (("step0,step2", "revision 'step2' of 'org/name' is not in the Hugging Face cache "
+                                               "and the hub cannot be reached \\(offline\\); download it"),
+                               ("step8", "is in the Hugging Face cache without the weights"),
+                               ("step4", "without the tokenizer")):
+        with pytest.raises(UserError, match=message) as error:
+            source.resolve(requested)
+        assert "\n" not in str(error.value)
+    with pytest.raises(UserError, match="'org/other' is not a local path, has no revision in the Hugging Face cache"):
+        CheckpointSource("org/other").resolve("step0")
 
 
 def test_folder_not_found(tmp_path, monkeypatch):
@@ -39,13 +82,21 @@ def test_folder_not_found(tmp_path, monkeypatch):
     assert CheckpointSource("EleutherAI/pythia-1.4b-deduped").local is None
 
 
-def test_hub_revisions():
+def test_hub_revisions(monkeypatch):
+    import common.hub
+
+    monkeypatch.setattr(common.hub, "hub_offline", lambda: False)   # online: names are checked when loaded
     hub = CheckpointSource("EleutherAI/pythia-1.4b-deduped")
     assert hub.resolve("step4,step1".split(",")) == ["step1", "step4"]
     with pytest.raises(UserError, match="unknown revision 'step3'"):
         hub.resolve(["step3"])
-    with pytest.raises(UserError, match="needs a local"):
-        hub.resolve(["all"])
+    # ranges and patterns are resolved against the repository's branches (listed once)
+    listed = []
+    monkeypatch.setattr(common.hub, "hub_revisions", lambda name: listed.append(name) or ["main", "step0", "step1",
+                                                                                           "step4", "step1000"])
+    assert hub.resolve(["all"]) == ["step0", "step1", "step4", "step1000"]
+    assert hub.resolve("step1..step512") == ["step1", "step4"] and listed == ["EleutherAI/pythia-1.4b-deduped"]
+    assert hub.check_reference("main") == "main"
     gpt2 = CheckpointSource("stanford-crfm/alias-gpt2-small-x21")     # no Pythia schedule to check
     assert gpt2.resolve(["checkpoint-100", "checkpoint-10"]) == ["checkpoint-10", "checkpoint-100"]
 
@@ -63,18 +114,6 @@ def test_revisions_must_agree(tmp_path):
     tiny_model("llama").save_pretrained(tmp_path / "checkpoint-20")
     with pytest.raises(UserError, match="checkpoint-20 has model_type=llama"):
         source.check_revisions(source.resolve(["all"]))
-
-
-def test_weights_hash_sees_every_tensor():
-    model = tiny_model("llama")
-    digest = weights_sha256(model)
-    assert digest == weights_sha256(tiny_model("llama")) and len(digest) == 64    # same seed, same weights
-    with torch.no_grad():
-        model.model.layers[1].mlp.up_proj.weight[3, 5] += 1e-6
-    assert weights_sha256(model) != digest
-    with torch.no_grad():
-        model.model.layers[1].mlp.up_proj.weight[3, 5] -= 1e-6
-    assert weights_sha256(model.float()) != digest           # the dtype as loaded is part of the weights
 
 
 def test_hub_name_offline_fails_at_once():

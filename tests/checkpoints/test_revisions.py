@@ -1,8 +1,11 @@
 import pytest
 
+from common.checkpoints.revisions import (check_published_pythia_step, parse_revision, revision_step,
+                                          select_revisions, sort_revisions, split_revisions)
 from common.io import UserError
-from common.checkpoints.revisions import (check_published_pythia_step, column_label, mark_duplicates, parse_revision,
-                              revision_step, sort_revisions, split_revisions)
+
+AVAILABLE = ["step0", "step1", "step2", "step4", "step8", "step512", "step1000", "step143000", "main",
+             "step1000-tokens4B"]
 
 
 def test_every_family_convention_is_read_and_ordered_by_step():
@@ -11,11 +14,51 @@ def test_every_family_convention_is_read_and_ordered_by_step():
     for name, step in names.items():
         assert revision_step(name) == step, name
     assert parse_revision("step1000-tokens4B")[1].families == "OLMo v1"
+    assert parse_revision("stage1-step10-tokens0B")[1].families == "OLMo-2"
     assert parse_revision("step-10")[1].template == "step-{N}"
     assert sort_revisions(["checkpoint-100", "checkpoint-20", "checkpoint-0", "checkpoint-20"]) == [
         "checkpoint-0", "checkpoint-20", "checkpoint-100"]                      # by number, not by text
     assert sort_revisions(["step20-tokens1B", "step3-tokens0B"]) == ["step3-tokens0B", "step20-tokens1B"]
     assert split_revisions("step0, step8,") == ["step0", "step8"] and split_revisions(["all"]) == ["all"]
+
+
+def test_a_regular_expression_keeps_its_commas():
+    assert split_revisions(r"step0..step4,re:^step\d{1,3}$") == ["step0..step4", r"re:^step\d{1,3}$"]
+    assert select_revisions(r"re:^step\d{1,3}$", AVAILABLE, "here") == ["step0", "step1", "step2", "step4",
+                                                                        "step8", "step512"]
+
+
+def test_ranges_patterns_and_names_resolve_against_what_is_available():
+    assert select_revisions("step0..step512", AVAILABLE, "here") == ["step0", "step1", "step2", "step4", "step8",
+                                                                     "step512"]
+    # a range keeps to its ends' convention: step1000-tokens4B (OLMo v1) is not a step{N} revision
+    assert select_revisions("step4..step1000", AVAILABLE, "here") == ["step4", "step8", "step512", "step1000"]
+    assert select_revisions(r"step2..step4,step143000,re:^step\d+000$", AVAILABLE, "here") == [
+        "step2", "step4", "step1000", "step143000"]
+    assert select_revisions("all", AVAILABLE, "here") == [r for r in sort_revisions(
+        [a for a in AVAILABLE if a != "main"])]                             # `main` follows no step convention
+    assert select_revisions("step8,step0", None, "the hub") == ["step0", "step8"]   # unlisted: names unchecked
+
+
+@pytest.mark.parametrize("requested, message", [
+    ("step3", "revision 'step3' not found in here"),
+    ("step600..step900", "'step600..step900' matches no revision of here"),
+    (r"re:^ckpt_\d+$", r"'re:\^ckpt_\\d\+\$' matches no revision"),
+    ("re:step(", "not a valid regular expression"),
+    ("step8..step2", "runs backwards"),
+    ("step0..checkpoint-10", "both ends must follow one convention"),
+    ("step0..latest", "both ends must be revision names"),
+    ("", "no revision given"),
+])
+def test_bad_selections_get_one_line(requested, message):
+    with pytest.raises(UserError, match=message) as error:
+        select_revisions(requested, AVAILABLE, "here")
+    assert "\n" not in str(error.value)
+
+
+def test_patterns_need_a_list():
+    with pytest.raises(UserError, match="needs the list of revisions of the hub"):
+        select_revisions("step0..step8", None, "the hub")
 
 
 @pytest.mark.parametrize("name", ["main", "step", "step-1x", "checkpoint10", "ckpt-3", "stage2-step1-tokens1B"])
@@ -31,14 +74,3 @@ def test_pythia_published_steps():
     for name in ("step3", "step1500", "step144000", "checkpoint-0"):
         with pytest.raises(UserError, match="Pythia checkpoints exist at"):
             check_published_pythia_step(name)
-
-
-def test_duplicates_point_at_the_earliest_revision_with_the_same_weights():
-    record = {"step2": {"weights_sha256": "a"}, "step0": {"weights_sha256": "a"}, "step1": {"weights_sha256": "a"},
-              "step4": {"weights_sha256": "b"}, "step8": {"weights_sha256": "b"}, "step16": {"weights_sha256": "c"}}
-    marked = mark_duplicates(record)
-    assert list(marked) == ["step0", "step1", "step2", "step4", "step8", "step16"]
-    assert {r: e.get("duplicate_of") for r, e in marked.items()} == {
-        "step0": None, "step1": "step0", "step2": "step0", "step4": None, "step8": "step4", "step16": None}
-    assert column_label("step2", marked) == "step2 (= step0)" and column_label("step16", marked) == "step16"
-    assert column_label("step32", marked) == "step32"

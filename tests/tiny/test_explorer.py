@@ -7,10 +7,7 @@ Browser tests skip where Chromium is absent (Debian: `apt-get install chromium`)
 the environment variable CI is set: CI must run them."""
 import base64
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +16,8 @@ import torch
 
 from common.page import decode_table
 from common.tiny.explorer import explorer_data, explorer_page
-from common.tiny.report import statistic_view, strongest_pairs
-from conftest import ROOT, run_script, tiny_stories, write_txt
+from common.tiny.report import MIN_COUNT, statistic_view, strongest_pair_table, weight_view
+from conftest import ROOT, browse, chromium, run_script, tiny_stories, write_txt
 
 TRAIN = ["--seq_len=16", "--windows=True", "--max_sequences=512", "--batch_size=64", "--epochs=2", "--lr=1.0",
          "--log_every=0.25", "--save_every=1", "--report_top=3", "--report_tokens=2", "--report_words=bird",
@@ -81,10 +78,26 @@ def test_page_data_is_each_rows_top_partners(run, loaded):
         assert set(weights) == {"W_O_B_bar"} | {f"layer_{l}_{k}" for l in range(3) for k in ("V_B_bar_Phi_bar", "W_Q_bar")}
         assert_table_is_top_k(weights["W_O_B_bar"]["table"], model.W_O, V)
         assert_table_is_top_k(weights["layer_1_W_Q_bar"]["table"], model.layers[1].W, V)
+        # the lift tables: the top partners of the report's lift view (Q̄'s and W's: ÷ P̂(a) P̂(b)²)
+        assert_table_is_top_k(weights["W_O_B_bar"]["lift"], weight_view(model.W_O, stats, "bigram", "lift"), V)
+        assert_table_is_top_k(weights["layer_1_W_Q_bar"]["lift"],
+                              weight_view(model.layers[1].W, stats, "attention_map", "lift"), V)
+    assert data["views"] == ["normalised", "raw", "both", "lift"]
+    for statistic in data["statistics"]:
+        assert_table_is_top_k(statistic["lift"], statistic_view(stats, statistic["field"], "lift"), V,
+                              statistic["field"] == "interchangeability")
     # the frequencies the page divides by are the report's: the normalised view is the report's
     bird = vocabulary.index("bird")
     assert data["frequency"][bird] == pytest.approx(float(stats.input_frequency[bird]), rel=1e-5)
-    assert data["strongest"] == [list(p) for p in json.loads(json.dumps(strongest_pairs(stats, 40)))]
+    table = strongest_pair_table(stats, 40)
+    assert [p[:2] + p[5:] for p in data["strongest"]] == [[r["a"], r["b"], r["pairs"], r["count"]] for r in table]
+    for p, r in zip(data["strongest"], table):
+        assert p[2:5] == pytest.approx([r["conditional"], r["lift"], r["lift_lower"]], rel=1e-5)
+    # planted pairs of the synthetic corpus are in the table, template pairs such as `near → the` are not
+    from common.corpus.synthetic import PLANTED_VERBS
+    pairs = {(vocabulary[p[0]], vocabulary[p[1]]) for p in data["strongest"]}
+    assert sum(verb in PLANTED_VERBS.get(a, []) for a, verb in pairs) >= 10 and ("near", "the") not in pairs
+    print(sorted(pairs))
     # the curves: every weight key of the log, path-exact ones included
     logs = json.loads((run["out"] / "training_logs.json").read_text())
     series = {s["key"]: s for s in data["curves"]["series"]}
@@ -140,39 +153,10 @@ def test_tiny_explore_writes_the_trainers_page_and_refuses_bad_input(run):
 
 
 # -- in a real browser ---------------------------------------------------------------------------
-def chromium() -> str:
-    found = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                  if shutil.which(name)), None)
-    if found is None:
-        message = "headless Chromium is not installed (Debian: apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run the browser tests (.ci/run installs it)")
-        pytest.skip(f"{message}: browser tests skipped")
-    return found
-
-
 @pytest.fixture(scope="module")
 def browser():
     """The Chromium executable, found before the run is trained (a skip costs nothing)."""
     return chromium()
-
-
-def browse(page: Path, fragment: str, tmp_path: Path, screenshot: Path = None) -> str:
-    """The rendered DOM of `page#fragment` (or a screenshot of it), asserting no console message and
-    no script error on the page."""
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-               f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-               "--window-size=1400,1500"]
-    command += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
-    result = subprocess.run(command + [f"{page.resolve().as_uri()}#{fragment}"], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
-    assert console == [], console
-    if not screenshot:
-        assert '<div id="errors"></div>' in result.stdout, "the page caught a script error"
-    return result.stdout
 
 
 def card(dom: str, key: str) -> str:
@@ -205,6 +189,24 @@ def test_browser_shows_birds_partners_and_checkpoints(browser, run, loaded, tmp_
     bird, flew = vocabulary.index("bird"), vocabulary.index("flew")
     assert raw == pytest.approx(float(stats.bigram[bird, flew]), rel=5e-3)
     assert normalised == pytest.approx(float(statistic_view(stats, "bigram")[bird, flew]), rel=5e-3)
+
+
+def test_browser_lift_view_ranks_by_lift(browser, run, loaded, tmp_path):
+    """#view=lift: every card lists the partners of the report's lift view, in its order, with its values."""
+    vocabulary, stats, checkpoints = loaded
+    dom = browse(run["page"], "token=bird&view=lift", tmp_path)
+    bird = vocabulary.index("bird")
+    _, model = checkpoints[-1]
+    for key, matrix, field in [("bigram", stats.bigram, "bigram"), ("attention_map", stats.attention_map, "attention_map"),
+                               ("layer_2_W_Q_bar", model.layers[2].W, "attention_map"), ("W_O_B_bar", model.W_O, "bigram")]:
+        lifted = weight_view(matrix, stats, field, "lift")[bird]
+        section = card(dom, key)
+        words = partner_words(section)
+        assert words == [vocabulary[i] for i in lifted.topk(len(words)).indices.tolist()], key
+        first = float(re.search(r'class="lift">([^<]+)</td>', section).group(1))
+        assert first == pytest.approx(float(lifted.max()), rel=5e-3)
+    assert "÷ P̂(a) P̂(b)²" in card(dom, "attention_map") and "÷ P̂(a) P̂(b)²" not in card(dom, "bigram")
+    assert "lift⁻ (ranked by)" in dom and "flew" in dom
 
 
 def test_browser_says_what_is_missing(browser, run, loaded, tmp_path):

@@ -9,8 +9,9 @@ import torch
 from common.io import UserError
 from common.theory.leading_terms import predicted_weights
 from common.theory.model import AttentionOnlyTransformer
-from common.tiny.report import (association_report, lifted_rows, normalised_rows, statistic_view,
-                           strongest_association_tokens, strongest_pairs, token_frequency)
+from common.tiny.report import (LIFT_KEY_POWER, association_report, lifted_rows, normalised_rows, statistic_view,
+                                strongest_association_tokens, strongest_pair_table, strongest_pairs, token_frequency,
+                                trained_weights_by_statistic, weight_view)
 from common.theory.statistics import compute_statistics
 from common.corpus.tokenize import story_sequences, tokenize_natural
 from common.theory.weight_kinds import TOKEN_STATISTICS
@@ -35,20 +36,59 @@ def markov_stats():
     return x, y, vocab_size, compute_statistics(x, y, vocab_size)
 
 
-def test_strongest_association_tokens_match_brute_force(markov_stats):
-    x, y, V, stats = markov_stats
+def brute_force_lift_lower(x, y, V, min_count):
+    """{a: (lift⁻, b) of a's best pair} for every token a seen min_count times, partners seen min_count
+    times as outputs: n (c − 2√c)₊ / (count(a) count(b)), by Python loops."""
     inputs, pairs = brute_force_counts(x, y, V)
-    strength = {a: max(pairs[a]) / inputs[a] - 1 / V for a in range(V) if inputs[a]}
-    min_count = sorted(inputs)[V // 2]              # leaves out the rarer half of the tokens
-    eligible = [a for a in strength if inputs[a] >= min_count]
-    expected = sorted(eligible, key=lambda a: (-round(strength[a], 9), -inputs[a], a))
+    outputs = [sum(pairs[a][b] for a in range(V)) for b in range(V)]
+    n = x.numel()
+    best = {}
+    for a in range(V):
+        if inputs[a] < min_count:
+            continue
+        scores = {b: n * max(pairs[a][b] - 2 * pairs[a][b] ** 0.5, 0) / (inputs[a] * outputs[b])
+                  for b in range(V) if outputs[b] >= min_count}
+        b = max(scores, key=lambda b: (scores[b], -b))
+        best[a] = (scores[b], b)
+    return best, inputs, outputs, pairs
+
+
+def test_strongest_association_tokens_and_pairs_match_brute_force(markov_stats):
+    x, y, V, stats = markov_stats
+    min_count = sorted(brute_force_counts(x, y, V)[0])[V // 2]      # leaves out the rarer half of the tokens
+    best, inputs, outputs, pairs = brute_force_lift_lower(x, y, V, min_count)
+    top = max(score for score, _ in best.values())
+    expected = sorted(best, key=lambda a: (-round(best[a][0] / top, 9), -inputs[a], a))
     assert 2 < len(expected) < V
     assert strongest_association_tokens(stats, V, min_count) == expected
     assert strongest_association_tokens(stats, 3, min_count) == expected[:3]
-    pairs_found = strongest_pairs(stats, 3, min_count)
-    for (a, b, value, count), a_expected in zip(pairs_found, expected):
-        assert a == a_expected and count == inputs[a]
-        assert pairs[a][b] == max(pairs[a]) and value == pytest.approx(strength[a], abs=1e-12)
+    n = x.numel()
+    table = strongest_pair_table(stats, 3, min_count)
+    for row, a in zip(table, expected):
+        b = best[a][1]
+        assert (row["a"], row["b"], row["pairs"], row["count"]) == (a, b, pairs[a][b], inputs[a])
+        assert row["conditional"] == pytest.approx(pairs[a][b] / inputs[a], rel=1e-10)
+        assert row["lift"] == pytest.approx(n * pairs[a][b] / (inputs[a] * outputs[b]), rel=1e-10)
+        assert row["lift_lower"] == pytest.approx(best[a][0], rel=1e-10)
+    assert strongest_pairs(stats, 3, min_count) == [
+        (r["a"], r["b"], pytest.approx(r["conditional"] - 1 / V), r["count"]) for r in table]
+
+
+def test_strongest_pairs_put_planted_pairs_before_template_pairs_of_frequent_tokens(story_report_inputs):
+    """tiny_stories: `bird → flew` (and the other planted pairs) against template pairs that always occur
+    but lead to a frequent token (`to → the`, `went → to`, `house → .`: P̂(b | a) = 1 as for the planted
+    pairs, and a ranking by P̂(b | a) put them first, the more frequent first): lift⁻ ranks every planted
+    pair before every one of them."""
+    _, stats, vocabulary, _ = story_report_inputs
+    table = strongest_pair_table(stats, len(vocabulary), min_count=5)
+    named = [(vocabulary[r["a"]], vocabulary[r["b"]]) for r in table]
+    last_planted = max(named.index(pair) for pair in PLANTED.items())
+    frequent = set(vocabulary[:3])                      # ids are frequency ranks: `the`, `.`, `to`
+    templates = [i for i, (a, b) in enumerate(named) if b in frequent and table[i]["conditional"] == 1.0]
+    assert len(templates) >= 3 and min(templates) > last_planted
+    # what a ranking by the conditional alone (the former one) puts first: a template pair
+    by_conditional = sorted(table, key=lambda r: (-r["conditional"], -r["count"]))
+    assert vocabulary[by_conditional[0]["b"]] in frequent
 
 
 def test_normalised_view_is_each_row_divided_by_the_frequency(markov_stats):
@@ -129,10 +169,11 @@ def test_report_lists_frequent_and_strongest_tokens(story_report_inputs):
     frequent = [vocabulary[i] for i in counts.argsort(descending=True, stable=True)[:3].tolist()]
     strongest = [vocabulary[i] for i in strongest_association_tokens(stats, 3)]
     assert headers == frequent + [w for w in strongest if w not in frequent]
-    # the strongest-association tokens are followed by one token every time they occur
+    # the strongest-association tokens are always followed by their best partner, a rare token
     bigram = statistic_view(stats, "bigram")
-    for word in strongest:
-        assert float(bigram[vocabulary.index(word)].max()) == pytest.approx(1 - 1 / len(vocabulary))
+    for row in strongest_pair_table(stats, 3):
+        assert float(bigram[row["a"], row["b"]]) == pytest.approx(1 - 1 / len(vocabulary))
+        assert vocabulary[row["b"]] not in vocabulary[:3]
 
 
 def test_unknown_view_is_refused(story_report_inputs):
@@ -170,3 +211,39 @@ def test_report_lift_view_ranks_partners_by_lift(story_report_inputs):
     best = [vocabulary[i] for i in lifted.topk(3).indices.tolist()]
     context_row = next(line for line in section(report, "bird").splitlines() if line.startswith("| Φ̄ |"))
     assert re.findall(r"`([^`]+)`", context_row) == best
+    # Q̄ and the W that learns it: divided by P̂(a) P̂(b)², so their rows follow that order
+    for label, matrix in [("Q̄", stats.attention_map), ("W (layer 1)", model.layers[1].W)]:
+        lifted = weight_view(matrix, stats, "attention_map", "lift")[bird]
+        best = [vocabulary[i] for i in lifted.topk(3).indices.tolist()]
+        line = next(line for line in section(report, "bird").splitlines() if line.startswith(f"| {label} |"))
+        assert re.findall(r"`([^`]+)`", line) == best
+
+
+def test_lift_of_every_statistic_and_weight_matches_brute_force(story_report_inputs):
+    """lift[a, b] = M[a, b] / (P̂(a) P̂(b)^p), p = 2 for Q̄ and W and 1 otherwise, partners seen fewer than
+    min_count times −inf, from token counts taken by a Python loop over the training inputs."""
+    model, stats, vocabulary, tokens = story_report_inputs
+    V, min_count = len(vocabulary), 30
+    counts = [0] * V
+    for a in tokens[:, :-1].flatten().tolist():
+        counts[a] += 1
+    n = sum(counts)
+    assert 0 < sum(c < min_count for c in counts) < V - 3          # some partners are left out, not all
+    matrices = [(s.field, s.symbol, getattr(stats, s.field)) for s in TOKEN_STATISTICS]
+    matrices += [(field, name, weight) for field, weights in trained_weights_by_statistic(model).items()
+                 for name, weight in weights]
+    assert {symbol for _, symbol, _ in matrices} >= {"B̄", "Q̄", "W_O", "W (layer 0)", "V (layer 1)"}
+    for field, symbol, matrix in matrices:
+        power = LIFT_KEY_POWER.get(field, 1)
+        assert power == (2 if symbol in ("Q̄", "W (layer 0)", "W (layer 1)") else 1)
+        lifted = weight_view(matrix, stats, field, "lift", min_count)
+        M = matrix.detach().double()
+        for a in range(V):
+            for b in range(V):
+                if counts[b] < min_count:
+                    expected = -float("inf")
+                else:
+                    expected = float(M[a, b]) / ((counts[a] / n) * (counts[b] / n) ** power) if counts[a] else 0.0
+                assert float(lifted[a, b]) == pytest.approx(expected, rel=1e-10, abs=1e-300), (symbol, a, b)
+        if symbol == TOKEN_STATISTICS[0].symbol:
+            assert torch.equal(statistic_view(stats, field, "lift", min_count), lifted)
