@@ -44,9 +44,10 @@ if __name__ == "__main__":
               + ", ".join(str(p) for p in paths if p.suffix != ".html"))
         record = read_json([p for p in paths if p.suffix == ".json"][-1])   # the aggregate's, for several models
         value = lambda v: "–" if v is None else f"{v['mean'] if isinstance(v, dict) else v:.3f}"
+        count = lambda v: f"{v['mean'] if isinstance(v, dict) else v:.0f}"
         chance = record["chance"]
         print(f"agreement{' (mean over the models)' if 'models' in record else ''}, k = {record['k']}, "
-              f"{value(record['n_tokens']['next_token'])} tokens (chance: top-1 {value(chance['next_token_top1'])}, "
+              f"{count(record['n_tokens']['next_token'])} tokens (chance: top-1 {value(chance['next_token_top1'])}, "
               f"next overlap {value(chance['next_token_overlap'])}, attention overlap "
               f"{value(chance['attention_overlap'])}):")
         for revision, entry in record["revisions"].items():

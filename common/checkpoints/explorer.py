@@ -221,7 +221,7 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
     vocabulary = token_texts(tokenizer, token_ids)
     n_layers, n_heads = model_config.num_hidden_layers, model_config.num_attention_heads
     n_tables = table_count(n_layers, n_heads, revisions, heads)
-    fixed = len(json.dumps(vocabulary, ensure_ascii=False)) + 30 * K + 400_000   # texts, ids, frequencies, curves
+    fixed = len(json.dumps(vocabulary, ensure_ascii=False).encode()) + 30 * K + 400_000   # texts, ids, frequencies, curves
     max_bytes = int(options.max_mb * 1e6)
     n_rows = rows_that_fit(K, n_tables, top, fixed, max_bytes)
     notes = []

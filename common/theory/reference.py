@@ -102,10 +102,13 @@ def nested_jvp_series(model, x, y, order):
     """[c_1, …, c_order] of full-batch gradient flow from zero (docs/theory.md §14) by nested
     forward-mode differentiation: c_{k+1} = (1/(k+1)) (1/k!) d^k/dτ^k [−∇L(Σ_{j≤k} c_j τ^j)] at τ = 0,
     with k nested `torch.func.jvp` of `torch.func.grad` along τ (about 2^k gradients per order), float64."""
+    import copy
     import math
+
     from torch.func import functional_call, grad, jvp
 
-    model = model.double()
+    model = copy.deepcopy(model).double().cpu()
+    x, y = x.cpu(), y.cpu()
     names = [name for name, _ in model.named_parameters()]
     buffers = dict(model.named_buffers())
 

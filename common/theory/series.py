@@ -248,13 +248,15 @@ def softmax_jet(s: Jet, order: int) -> Jet:
 
 # -- the model on jets -------------------------------------------------------------------------------
 def _weight_jets(leaves: dict, coefficients: list, order: int) -> dict:
-    """Each parameter as the jet θ0 + Σ_{j=1}^{order} c_j τ^j (θ0 the zero leaf, first order; the
-    coefficients below the kind's leading power are zero and left out)."""
+    """Each parameter as the jet θ0 + Σ_{j=1}^{order} c_j τ^j for the pass that gives c_{order+1}.
+    θ0 is the zero leaf (first order) where c_{order+1} is wanted, and left out (None) where it is
+    known to be zero (order + 1 below the kind's leading power); the coefficients below the leading
+    power are zero and left out too."""
     jets = {}
     for name, leaf in leaves.items():
         power = kind_of(name).power
-        jets[name] = Jet([leaf] + [coefficients[j - 1][name] if j >= power else None
-                                   for j in range(1, order + 1)], first=[0])
+        jets[name] = Jet([leaf if order + 1 >= power else None] +
+                         [coefficients[j - 1][name] if j >= power else None for j in range(1, order + 1)], first=[0])
     return jets
 
 
@@ -286,7 +288,10 @@ def jet_loss(weights: dict, n_layers: int, tokens: Tensor, targets: Tensor, posi
     for l in range(n_layers):
         W, V, P = (weights[f"layers.{l}.{k}"] for k in ("W", "V", "P"))
         scores = add(_scores(tokens, residual, W, order), apply(P, lambda p: p[index]))
-        scores.terms[0] = scores.terms[0].masked_fill(hidden, float("-inf"))
+        # order 0 is zero in value (uniform attention); a constant zero when neither W's nor P's
+        # gradient is wanted at this order
+        zero = scores[0] if scores[0] is not None else index.new_zeros(index.shape, dtype=torch.float64)
+        scores.terms[0] = zero.masked_fill(hidden, float("-inf"))
         attention = softmax_jet(scores, order)
         values = _one_hot_product(tokens, residual, V, order)
         out = cauchy(attention, values, order)
@@ -392,27 +397,29 @@ def remainder_ratio(coefficients: list, name: str, taus) -> list:
 
 
 def radius_estimates(norms: list, first: int = 1) -> dict:
-    """Estimates of the radius of convergence R of Σ c_k τ^k from ‖c_first‖, …, ‖c_K‖ (docs/theory.md §14):
-        ratio        ‖c_{K−1}‖ / ‖c_K‖                      (the ratio test on the last two orders)
-        root         ‖c_K‖^{−1/K}                            (Cauchy–Hadamard on the last order)
-        domb_sykes   1 / intercept of ‖c_k‖/‖c_{k−1}‖ against 1/k, a straight line through the last
-                     three ratios (two when only two exist), which removes the leading 1/k correction
-                     of a power-law singularity
-    None where the norms do not allow it (fewer than two non-zero orders, or an intercept ≤ 0)."""
-    ks = [k for k in range(first, len(norms) + 1) if norms[k - 1] > 0]
+    """Estimates of the radius of convergence R of Σ c_k τ^k from ‖c_first‖ … ‖c_K‖ (docs/theory.md §14),
+    with the ratio test taken two orders apart, r_k = ‖c_k‖ / ‖c_{k−2}‖ → 1/R²: odd and even orders
+    may differ in size (the even terms of W_O carry a factor 1/V), which misleads the one-step ratio.
+        ratio        1/√r over the last two orders (geometric mean; the last one alone if only it exists)
+        root         ‖c_K‖^{−1/K}  (Cauchy–Hadamard at the last order; approaches R slowly)
+        domb_sykes   1/√(intercept) of the straight line through the last three r_k against 1/k, which
+                     removes the 1/k correction of a power-law singularity (None with fewer than three
+                     r_k or an intercept ≤ 0)
+    Each is None where the norms do not allow it."""
+    K = len(norms)
     estimates = {"ratio": None, "root": None, "domb_sykes": None}
-    if not ks:
-        return estimates
-    K = ks[-1]
-    estimates["root"] = norms[K - 1] ** (-1.0 / K)
-    pairs = [(k, norms[k - 1] / norms[k - 2]) for k in ks if k - 1 in ks]
-    if pairs:
-        estimates["ratio"] = 1.0 / pairs[-1][1]
-    if len(pairs) >= 2:
-        points = pairs[-3:]
+    if K >= first and norms[K - 1] > 0:
+        estimates["root"] = norms[K - 1] ** (-1.0 / K)
+    ratios = [(k, norms[k - 1] / norms[k - 3]) for k in range(first + 2, K + 1)
+              if norms[k - 3] > 0 and norms[k - 1] > 0]
+    if ratios:
+        last = [r for _, r in ratios[-2:]]
+        estimates["ratio"] = math.prod(last) ** (-1.0 / (2 * len(last)))
+    if len(ratios) >= 3:
+        points = ratios[-3:]
         u = torch.tensor([1.0 / k for k, _ in points], dtype=torch.float64)
         r = torch.tensor([ratio for _, ratio in points], dtype=torch.float64)
         slope = float(((u - u.mean()) * (r - r.mean())).sum() / ((u - u.mean()) ** 2).sum())
         intercept = float(r.mean()) - slope * float(u.mean())
-        estimates["domb_sykes"] = 1.0 / intercept if intercept > 0 else None
+        estimates["domb_sykes"] = intercept ** -0.5 if intercept > 0 else None
     return estimates

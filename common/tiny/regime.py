@@ -1,40 +1,64 @@
-"""The end of the early regime (docs/theory.md §10): predicted from the statistics alone, measured on
-training runs at several learning rates.
+"""The end of the early regime (docs/theory.md §10, §14): predicted from the Taylor series of training,
+measured on training runs at several learning rates.
 
-Predicted: for each weight kind with next-order terms (common/theory/leading_terms.py), the ratio
-    ρ(τ) = ‖next-order terms‖ / ‖leading term‖       (continuous time τ = ηs)
-estimates the relative error of the leading-term prediction; τ* is where ρ reaches the threshold.
-ρ is a norm of a polynomial in τ with matrix coefficients, so it is evaluated from the Gram matrix of
-the terms (one set of V×V inner products, then any number of τ for free).
+Predicted: the series θ(τ) = Σ c_k τ^k of full-batch gradient flow on the training sequences (or a
+seeded subsample of them; common/theory/series.py) gives, for every weight (each kind, each layer),
+    ρ(τ) = ‖Σ_{j>p} c_j τ^j‖ / ‖c_p τ^p‖          (p: the kind's leading power)
+the remainder beyond the leading term relative to it: the predicted relative error of the leading-term
+prediction.  A kind's τ* is where its worst layer's ρ reaches the threshold.  The growth of the
+coefficients estimates the radius of convergence (`radius_estimates`): where the series of training
+stops converging, an end of the early regime that needs no threshold.
 
 Measured: the trainer logs each weight's relative error to its path-exact prediction
-(`…_path_rel_err`, common/theory/path_exact.py), which is the higher-order terms alone; τ* is where the worst
-layer's error first reaches the threshold (interpolated log-linearly between log points).
+(`…_path_rel_err`, common/theory/path_exact.py), which is the higher-order terms alone; τ* is where the
+worst layer's error first reaches the threshold (interpolated log-linearly between log points).
+
+Suggested: the learning rate and step count of a run that reaches a chosen fraction of the predicted end
+of the early regime (the earliest kind's τ*), in `suggest_steps` steps, as a command to paste.
 """
 import math
+import time
+from dataclasses import asdict, dataclass
 
 import torch
 
-from common.theory.leading_terms import POWER_NAME, continuous_coefficients, next_order_matrices, theory_matrices
-from common.theory.weight_kinds import KIND, WEIGHT_KINDS, parse_log_key
+from common.config import Settings
+from common.io import UserError
+from common.theory.series import (coefficient_norms, gradient_flow_series, kind_of, layer_of, radius_estimates,
+                                  remainder_ratio)
+from common.theory.weight_kinds import WEIGHT_KINDS, parse_log_key
 
 
+@dataclass
+class RegimeConfig(Settings):
+    """tiny_regime.py's settings; meaning and defaults are its hyperparameter block's (the one home of
+    each comment; tests/tiny/test_regime.py proves the defaults below equal that block's)."""
+    data_dir: str = "data/synthetic"
+    out_dir: str = "out/regime"
+    lrs: tuple = (0.3, 1.0, 3.0)
+    threshold: float = 0.1
+    tau_max: float = 45.0
+    order: int = 6
+    series_sequences: int = 512
+    series_chunk: int = 16
+    suggest_fraction: float = 0.5
+    suggest_steps: int = 100
+    seq_len: int = 64
+    windows: bool = False
+    n_layers: int = 3
+    batch_size: int = 64
+    grad_accum: int = 1
+    max_sequences: int = 0
+    init_std: float = 0.0
+    seed: int = 42
+    device: str = "cpu"
+    deterministic: bool = True
+    progress: bool = True
 
-def predicted_ratio_curves(stats, n_layers: int, taus) -> dict:
-    """{kind: [ρ(τ) for τ in taus]} for the kinds that have next-order terms."""
-    curves = {}
-    leading = theory_matrices(stats)
-    for kind, terms in next_order_matrices(stats, n_layers).items():
-        matrices = [m.double().reshape(-1) for _, m in terms]
-        gram = torch.stack(matrices) @ torch.stack(matrices).T
-        lead_norm = float(leading[kind].double().norm())
-        curve = []
-        for tau in taus:
-            c = continuous_coefficients(tau)
-            w = torch.tensor([c[name] for name, _ in terms], dtype=torch.float64)
-            curve.append(float((w @ gram @ w).clamp_min(0).sqrt()) / (c[POWER_NAME[KIND[kind].power]] * lead_norm))
-        curves[kind] = curve
-    return curves
+
+def tau_grid(tau_max: float) -> list:
+    """The predicted curves' τ grid: geometric, from tau_max/1000 to 100 × tau_max (a late τ* is still found)."""
+    return [tau_max * 10 ** (k / 40) for k in range(-120, 81)]
 
 
 def first_crossing(taus, values, threshold: float):
@@ -53,6 +77,19 @@ def first_crossing(taus, values, threshold: float):
     return None
 
 
+def predicted_curves(coefficients: list, taus) -> dict:
+    """{kind: {layer (None for W_O): [ρ(τ) for τ in taus]}} from the series' coefficients."""
+    curves = {}
+    for name in coefficients[0]:
+        curves.setdefault(kind_of(name).name, {})[layer_of(name)] = remainder_ratio(coefficients, name, taus)
+    return curves
+
+
+def worst_layer(curves: dict) -> list:
+    """The largest ρ over the layers at each τ (what the measured worst-layer error is compared with)."""
+    return [max(values) for values in zip(*curves.values())]
+
+
 def measured_errors(logs: list, lr: float) -> dict:
     """{kind: (taus, worst-layer path-exact relative error)} from a training log."""
     result = {}
@@ -69,43 +106,111 @@ def measured_errors(logs: list, lr: float) -> dict:
     return result
 
 
-def regime_summary(threshold: float, predicted: dict, taus, measured: dict) -> dict:
-    """The regime.json content: per kind the predicted τ* and the measured τ* per learning rate."""
+def kind_norms(norms: dict, kind: str) -> list:
+    """‖c_k‖ of every weight of one kind together (all layers)."""
+    names = [name for name in norms if kind_of(name).name == kind]
+    return [math.sqrt(sum(norms[name][k] ** 2 for name in names)) for k in range(len(norms[names[0]]))]
+
+
+def regime_summary(threshold: float, coefficients: list, taus, measured: dict, series: dict) -> dict:
+    """The regime.json content: per kind the predicted τ* (worst layer, and each layer), the measured
+    τ* per learning rate, the radius estimates and the coefficient norms of its weights; the
+    whole-model radius and the series' settings (`series`: order, sequences) beside them."""
+    curves = predicted_curves(coefficients, taus)
+    norms = coefficient_norms(coefficients)
+    total = [math.sqrt(sum(n[k] ** 2 for n in norms.values())) for k in range(len(coefficients))]
     summary = {"threshold": threshold}
-    for kind in (k.name for k in WEIGHT_KINDS):
-        curve = predicted.get(kind)
-        summary[kind] = {
-            "predicted_tau": first_crossing(taus, curve, threshold) if curve is not None else None,
-            "measured_tau": {str(lr): (first_crossing(*errors[kind], threshold) if kind in errors else None)
-                             for lr, errors in measured.items()}}
+    for kind in WEIGHT_KINDS:
+        layers = curves[kind.name]
+        summary[kind.name] = {
+            "predicted_tau": first_crossing(taus, worst_layer(layers), threshold),
+            "predicted_tau_layers": [first_crossing(taus, layers[layer], threshold) for layer in sorted(
+                layers, key=lambda l: -1 if l is None else l)],
+            "measured_tau": {str(lr): (first_crossing(*errors[kind.name], threshold) if kind.name in errors else None)
+                             for lr, errors in measured.items()},
+            "radius": radius_estimates(kind_norms(norms, kind.name), kind.power),
+            "coefficient_norms": {name: values for name, values in norms.items() if kind_of(name).name == kind.name}}
+    summary["radius"] = radius_estimates(total)
+    summary["series"] = series
     return summary
 
 
+def end_of_early_regime(summary: dict):
+    """(kind, τ*) of the kind predicted to leave its leading term first (None when none does)."""
+    predicted = [(summary[k.name]["predicted_tau"], k.name) for k in WEIGHT_KINDS
+                 if summary[k.name]["predicted_tau"] is not None]
+    return (min(predicted)[1], min(predicted)[0]) if predicted else (None, None)
+
+
+def _significant(value: float, digits: int = 3) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def suggestion(summary: dict, cfg: RegimeConfig):
+    """{fraction, tau, lr, steps, kind, command}: a run of `suggest_steps` steps that reaches
+    `suggest_fraction` × the predicted end of the early regime (None when no τ* is predicted).  τ = ηs,
+    and discrete SGD follows the flow to relative O(η/τ) = O(1/steps) (docs/theory.md §14)."""
+    kind, end = end_of_early_regime(summary)
+    if end is None:
+        return None
+    tau = _significant(cfg.suggest_fraction * end)
+    lr = _significant(tau / cfg.suggest_steps)
+    steps = max(1, math.ceil(tau / lr - 1e-9))
+    options = [f"--data_dir={cfg.data_dir}", f"--seq_len={cfg.seq_len}", f"--n_layers={cfg.n_layers}",
+               f"--batch_size={cfg.batch_size}"] + (["--windows=True"] if cfg.windows else []) + (
+              [f"--grad_accum={cfg.grad_accum}"] if cfg.grad_accum != 1 else []) + (
+              [f"--max_sequences={cfg.max_sequences}"] if cfg.max_sequences else []) + [
+              f"--lr={lr:g}", f"--tau={tau:g}", "--out_dir=out/early_regime"]
+    return {"fraction": cfg.suggest_fraction, "tau": tau, "lr": lr, "steps": steps, "kind": kind,
+            "end_tau": end, "command": "python tiny_self_attn_natural.py " + " ".join(options)}
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
 def regime_markdown(summary: dict, lrs, n_layers: int) -> str:
-    fmt = lambda v: "—" if v is None else f"{v:.3g}"
+    smallest = str(min(lrs))
+    series = summary["series"]
     lines = [f"# End of the early regime (threshold {summary['threshold']:g}, {n_layers} layers)", "",
-             "τ = ηs at which each weight leaves its leading term: predicted from the statistics "
-             "(‖next-order terms‖/‖leading term‖ reaches the threshold) and measured (the worst layer's "
-             "relative error to the path-exact prediction reaches it). — : not reached, or no derived "
-             "next-order term (docs/theory.md §10).", "",
-             "| weight | predicted τ* | " + " | ".join(f"measured τ*, η = {lr:g}" for lr in lrs) + " |",
-             "|---|---:|" + "---:|" * len(lrs)]
+             "τ = ηs at which each weight leaves its leading term: predicted from the Taylor series of "
+             f"training (c_1 … c_{series['order']} on {series['sequences']:,} of {series['of']:,} training "
+             "sequences; the remainder beyond the leading term reaches the threshold, worst layer and each "
+             "layer) and measured (the worst layer's relative error to the path-exact prediction reaches "
+             "it). — : not reached (docs/theory.md §10, §14).", "",
+             "| weight | predicted τ* | per layer | " + " | ".join(f"measured τ*, η = {lr:g}" for lr in lrs)
+             + f" | predicted / measured (η = {float(smallest):g}) |",
+             "|---|---:|---|" + "---:|" * len(lrs) + "---:|"]
     for kind in (k.name for k in WEIGHT_KINDS):
         row = summary[kind]
-        lines.append(f"| {kind} | {fmt(row['predicted_tau'])} | "
-                     + " | ".join(fmt(row["measured_tau"][str(lr)]) for lr in lrs) + " |")
+        measured = row["measured_tau"][smallest]
+        ratio = row["predicted_tau"] / measured if row["predicted_tau"] and measured else None
+        lines.append(f"| {kind} | {_fmt(row['predicted_tau'])} | "
+                     + " / ".join(_fmt(t) for t in row["predicted_tau_layers"]) + " | "
+                     + " | ".join(_fmt(row["measured_tau"][str(lr)]) for lr in lrs) + f" | {_fmt(ratio)} |")
+    radius = summary["radius"]
+    lines += ["", f"Radius of convergence of the series (all weights; docs/theory.md §14): "
+                  f"{_fmt(radius['ratio'])} (two-step ratio), {_fmt(radius['root'])} (root test), "
+                  f"{_fmt(radius['domb_sykes'])} (Domb–Sykes)."]
+    hint = summary.get("suggestion")
+    if hint:
+        lines += ["", f"A run to {hint['fraction']:g} × the predicted end of the early regime ({hint['kind']} at "
+                      f"τ* = {hint['end_tau']:.3g}): τ = {hint['tau']:g} in {hint['steps']} steps of η = {hint['lr']:g}:",
+                  "", "```", hint["command"], "```"]
     return "\n".join(lines) + "\n"
 
 
-def regime_figure(summary: dict, predicted: dict, taus, measured: dict, stem) -> list:
-    """Per weight kind: relative error against τ (log-log), one curve per learning rate, the
-    predicted ratio overlaid, the threshold and both τ* marked."""
+def regime_figure(summary: dict, curves: dict, taus, measured: dict, stem) -> list:
+    """Per weight kind: relative error against τ (log-log), one curve per learning rate, the series'
+    predicted ratio overlaid (worst layer thick, each layer thin), the threshold, both τ* and the
+    radius estimate marked."""
     from common.plotting import plt, save_figure
-    kinds = [k for k in WEIGHT_KINDS]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(WEIGHT_KINDS), figsize=(4.2 * len(WEIGHT_KINDS), 3.8), squeeze=False)
     threshold = summary["threshold"]
     taus_measured = [t for errors in measured.values() for ts, _ in errors.values() for t in ts]
-    for ax, kind in zip(axes[0], kinds):
+    shown_max = 2 * max(taus_measured or [max(taus)])
+    radius = summary["radius"]["ratio"]
+    for ax, kind in zip(axes[0], WEIGHT_KINDS):
         for i, (lr, errors) in enumerate(measured.items()):
             if kind.name in errors:
                 color = f"C{i}"
@@ -113,74 +218,125 @@ def regime_figure(summary: dict, predicted: dict, taus, measured: dict, stem) ->
                 tau = summary[kind.name]["measured_tau"][str(lr)]
                 if tau is not None:
                     ax.axvline(tau, color=color, linestyle=":", linewidth=1)
-        if kind.name in predicted:
-            shown = [(t, r) for t, r in zip(taus, predicted[kind.name]) if t <= 2 * max(taus_measured or [max(taus)])]
-            ax.plot(*zip(*shown), color="black", linestyle="--", label="predicted ‖next‖/‖leading‖")
-            if summary[kind.name]["predicted_tau"] is not None:
-                ax.axvline(summary[kind.name]["predicted_tau"], color="black", linestyle="--", linewidth=1)
+        shown = [i for i, t in enumerate(taus) if t <= shown_max]
+        for layer, curve in curves[kind.name].items():
+            if len(curves[kind.name]) > 1:
+                ax.plot([taus[i] for i in shown], [curve[i] for i in shown], color="grey", linestyle="--",
+                        linewidth=0.7)
+        worst = worst_layer(curves[kind.name])
+        ax.plot([taus[i] for i in shown], [worst[i] for i in shown], color="black", linestyle="--",
+                label="series: ‖remainder‖/‖leading‖")
+        if summary[kind.name]["predicted_tau"] is not None:
+            ax.axvline(summary[kind.name]["predicted_tau"], color="black", linestyle="--", linewidth=1)
+        if radius is not None and radius <= shown_max:
+            ax.axvspan(radius, shown_max, color="grey", alpha=0.12, label="beyond the radius estimate")
         ax.axhline(threshold, color="grey", linewidth=1)
         ax.set(xscale="log", yscale="log", xlabel="τ = ηs", title=f"{kind.role}  {kind.name}")
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("relative error to the path-exact prediction")
+    axes[0][0].set_ylabel("relative error to the leading term")
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
     return save_figure(fig, stem)
 
 
-def check_settings(lrs, threshold: float, tau_max: float) -> list:
+def check_settings(cfg: RegimeConfig) -> list:
     """The learning rates as floats, or a UserError naming what is wrong."""
-    from common.io import UserError
+    lrs = cfg.lrs
     if not isinstance(lrs, (list, tuple)) or not lrs or not all(
             isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 for lr in lrs):
         raise UserError(f"--lrs must be a non-empty list of positive learning rates, e.g. --lrs=0.3,1.0,3.0 "
                         f"(got {lrs!r})")
-    if not 0 < threshold < 1:
-        raise UserError(f"--threshold must lie strictly between 0 and 1 (got {threshold})")
-    if not tau_max > 0:
-        raise UserError(f"--tau_max must be positive (got {tau_max})")
+    if not 0 < cfg.threshold < 1:
+        raise UserError(f"--threshold must lie strictly between 0 and 1 (got {cfg.threshold})")
+    if not cfg.tau_max > 0:
+        raise UserError(f"--tau_max must be positive (got {cfg.tau_max})")
+    highest = max(WEIGHT_KINDS, key=lambda k: k.power)
+    if cfg.order <= highest.power:
+        raise UserError(f"--order must be at least {highest.power + 1} (got {cfg.order}): {highest.name}'s "
+                        f"leading term is τ^{highest.power}, and τ* needs a term of the series beyond it")
+    for name, low in (("series_sequences", 0), ("series_chunk", 1), ("suggest_steps", 1)):
+        if getattr(cfg, name) < low:
+            raise UserError(f"--{name} must be at least {low} (got {getattr(cfg, name)})")
+    if not cfg.suggest_fraction > 0:
+        raise UserError(f"--suggest_fraction must be positive (got {cfg.suggest_fraction}; above 1 passes the end)")
     return [float(lr) for lr in lrs]
 
 
-def run_regime(config: dict) -> str:
-    """tiny_regime.py's body: predict, train at each learning rate (common/tiny/training.py's Trainer, the
-    path-exact tracker on, a log point every step), measure, write the four outputs into `out_dir`
-    (replaced as a whole only when everything succeeded).  Returns a one-line summary."""
+def series_subsample(n: int, size: int, seed: int) -> torch.Tensor:
+    """Indices of the sequences the series is computed on: all (size 0 or ≥ n), else a seeded sample."""
+    if size == 0 or size >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
+def run_regime(cfg: RegimeConfig, log=None) -> dict:
+    """tiny_regime.py's body: the series, a training run at each learning rate (common/tiny/training.py's
+    Trainer, the path-exact tracker on, a log point every step), the measured τ*, and the four outputs
+    written into `out_dir` (replaced as a whole only when everything succeeded).  `log(line)` hears
+    the runs' plans.  Returns the summary, with the measured seconds per training step
+    (`seconds_per_step`, not written: it is not reproducible)."""
     from pathlib import Path
 
+    from common.device import configure_numerics, resolve_device
     from common.io import atomic_directory, write_json
-    from common.theory.statistics import CorpusStatistics, compute_statistics
+    from common.theory.model import AttentionOnlyTransformer
     from common.tiny.training import TrainConfig, Trainer, load_training_data
 
-    from common.device import configure_numerics
-
-    lrs = check_settings(config["lrs"], config["threshold"], config["tau_max"])
-    settings = {k: config[k] for k in ("data_dir", "seq_len", "n_layers", "batch_size", "grad_accum",
-                                       "max_sequences", "seed", "device", "progress", "deterministic")}
-    configure_numerics(settings["deterministic"])
-    tokens = load_training_data(TrainConfig.from_settings(settings))[0]
-    vocab_size = int(tokens.max()) + 1
-    steps_per_epoch = len(tokens) // (config["batch_size"] * config["grad_accum"])
-    stats = compute_statistics(tokens[:, :-1].long(), tokens[:, 1:].long(), vocab_size,
-                               keep=CorpusStatistics.TENSOR_FIELDS + ("context_input",))
-    # the curve's τ grid: geometric, far enough past tau_max that a late predicted τ* is still found
-    taus = [config["tau_max"] * 10 ** (k / 40) for k in range(-120, 81)]
-    predicted = predicted_ratio_curves(stats, config["n_layers"], taus)
-    with atomic_directory(config["out_dir"]) as tmp:
-        measured = {}
+    lrs = check_settings(cfg)
+    train_settings = {k: v for k, v in asdict(cfg).items() if k in
+                      ("data_dir", "seq_len", "windows", "n_layers", "batch_size", "grad_accum", "max_sequences",
+                       "init_std", "seed", "device", "progress", "deterministic")}
+    configure_numerics(cfg.deterministic)
+    tokens, vocabulary = load_training_data(TrainConfig.from_settings(train_settings))[:2]
+    torch.manual_seed(cfg.seed)
+    model = AttentionOnlyTransformer(len(vocabulary), cfg.seq_len, cfg.n_layers, cfg.init_std)
+    chosen = series_subsample(len(tokens), cfg.series_sequences, cfg.seed)
+    coefficients = gradient_flow_series(model, tokens[chosen, :-1].long(), tokens[chosen, 1:].long(), cfg.order,
+                                        chunk_size=cfg.series_chunk, device=resolve_device(cfg.device),
+                                        progress=cfg.progress)
+    taus = tau_grid(cfg.tau_max)
+    steps_per_epoch = max(1, len(tokens) // (cfg.batch_size * cfg.grad_accum))
+    with atomic_directory(cfg.out_dir) as tmp:
+        measured, seconds, steps = {}, 0.0, 0
         for lr in lrs:
-            steps = max(1, math.ceil(config["tau_max"] / lr - 1e-9))
-            cfg = TrainConfig.from_settings(dict(
-                settings, out_dir=str(Path(tmp) / "runs" / f"lr_{lr:g}"), lr=lr, max_steps=steps,
-                epochs=max(1, math.ceil(steps / max(steps_per_epoch, 1))), log_every=1 / max(steps_per_epoch, 1),
-                save_every=0.0, keep_checkpoints=1, report_top=0, path_exact=True))
-            trainer = Trainer(cfg)
+            run = TrainConfig.from_settings(dict(
+                train_settings, out_dir=str(Path(tmp) / "runs" / f"lr_{lr:g}"), lr=lr, tau=cfg.tau_max,
+                log_every=1 / steps_per_epoch, save_every=0.0, keep_checkpoints=1, report_top=0, path_exact=True))
+            trainer = Trainer(run, log=log)
+            start = time.perf_counter()
             trainer.run()
+            seconds, steps = seconds + time.perf_counter() - start, steps + trainer.step
             measured[lr] = measured_errors(trainer.logs, lr)
-        summary = regime_summary(config["threshold"], predicted, taus, measured)
+        summary = regime_summary(cfg.threshold, coefficients, taus, measured,
+                                 {"order": cfg.order, "sequences": len(chosen), "of": len(tokens)})
+        summary["suggestion"] = suggestion(summary, cfg)
         write_json(Path(tmp) / "regime.json", summary)
-        regime_figure(summary, predicted, taus, measured, Path(tmp) / "regime")
-        (Path(tmp) / "regime.md").write_text(regime_markdown(summary, lrs, config["n_layers"]), encoding="utf-8")
-    fmt = lambda v: "none" if v is None else f"{v:.3g}"
-    return (f"regime in {config['out_dir']}: predicted τ* " + ", ".join(
-        f"{k.name} {fmt(summary[k.name]['predicted_tau'])}" for k in WEIGHT_KINDS) + "; measured τ* (η = "
-        + f"{lrs[0]:g}) " + ", ".join(f"{k.name} {fmt(summary[k.name]['measured_tau'][str(lrs[0])])}"
-                                      for k in WEIGHT_KINDS))
+        regime_figure(summary, predicted_curves(coefficients, taus), taus, measured, Path(tmp) / "regime")
+        (Path(tmp) / "regime.md").write_text(regime_markdown(summary, lrs, cfg.n_layers), encoding="utf-8")
+    return dict(summary, seconds_per_step=seconds / max(steps, 1))
+
+
+def summary_lines(summary: dict, lrs, out_dir) -> list:
+    """What tiny_regime.py prints: predicted against measured τ* per kind, the radius, the suggestion."""
+    smallest = str(float(min(lrs)))
+    lines = [f"regime in {out_dir} (threshold {summary['threshold']:g}; series c_1 … c_{summary['series']['order']} "
+             f"on {summary['series']['sequences']:,} of {summary['series']['of']:,} sequences):",
+             f"  {'weight':<6} {'predicted τ*':>12}   measured τ* at η = " + " / ".join(f"{float(lr):g}" for lr in lrs)
+             + f"   predicted/measured (η = {float(smallest):g})"]
+    for kind in (k.name for k in WEIGHT_KINDS):
+        row = summary[kind]
+        measured = row["measured_tau"][smallest]
+        ratio = row["predicted_tau"] / measured if row["predicted_tau"] and measured else None
+        lines.append(f"  {kind:<6} {_fmt(row['predicted_tau']):>12}   "
+                     + " / ".join(_fmt(row["measured_tau"][str(float(lr))]) for lr in lrs) + f"   {_fmt(ratio)}")
+    radius = summary["radius"]
+    lines.append(f"  radius of convergence of the series ≈ {_fmt(radius['ratio'])} (two-step ratio; root test "
+                 f"{_fmt(radius['root'])}, Domb–Sykes {_fmt(radius['domb_sykes'])})")
+    hint = summary.get("suggestion")
+    if hint:
+        minutes = hint["steps"] * summary["seconds_per_step"] / 60
+        lines += [f"to reach {hint['fraction']:g} × the predicted end of the early regime ({hint['kind']} at τ* = "
+                  f"{hint['end_tau']:.3g}): τ = {hint['tau']:g}, η = {hint['lr']:g}, {hint['steps']} steps "
+                  f"(about {minutes:.1f} min at the {summary['seconds_per_step']:.2f} s per step measured here):",
+                  f"  {hint['command']}"]
+    return lines

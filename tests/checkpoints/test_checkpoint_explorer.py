@@ -9,6 +9,7 @@ Browser tests skip where Chromium is absent and fail instead when CI is set (con
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ import torch
 
 from common.checkpoints.agreement import AGREEMENT_FILE
 from common.checkpoints.comparison import ComparisonConfig
-from common.checkpoints.explorer import (EXPLORER_FILE, ExplorerConfig, checkpoint_explorer, explorer_page,
-                                         write_explorers)
+from common.checkpoints.explorer import (EXPLORER_FILE, ExplorerConfig, checkpoint_explorer, comparison_settings,
+                                         explorer_page, write_checkpoint_explorer, write_explorers)
+from common.io import UserError
 from common.page import decode_table
 from conftest import ROOT, browse, chromium, run_script
 
@@ -31,18 +33,17 @@ REVISIONS = ["step0", "step16", "step256"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Checkpoints step0 … step256, pythia.py on three of them, pythia_per_head.py (layer 1) on two, then
-    pythia_explore.py on the results folder."""
+    the explorer of the results folder."""
     root = tmp_path_factory.mktemp("checkpoint_explorer")
     ckpt, out, cache = root / "ckpt", root / "results", root / "cache"
     run_script("train_neox_checkpoints.py", *TRAIN, f"--out_dir={ckpt}")
     common = [f"--model_name={ckpt}", f"--output_dir={out}", f"--cache_dir={cache}", *CORPUS]
     run_script("pythia.py", f"--revisions={','.join(REVISIONS)}", *common)
     run_script("pythia_per_head.py", "--revisions=step16,step256", "--target_layer=1", *common)
-    explored = run_script("pythia_explore.py", f"--output_dir={out}")
     config = ComparisonConfig(model_name=str(ckpt), revisions="all", dataset="synthetic", n_examples=1000,
                               max_seq_len=32, output_dir=str(out), cache_dir=str(cache), device="cpu")
-    return {"root": root, "ckpt": ckpt, "out": out, "cache": cache, "page": out / EXPLORER_FILE,
-            "stdout": explored.stdout, "config": config}
+    write_explorers(config, log=lambda *_: None)
+    return {"root": root, "ckpt": ckpt, "out": out, "cache": cache, "page": out / EXPLORER_FILE, "config": config}
 
 
 def embedded(page: Path) -> dict:
@@ -138,7 +139,6 @@ def test_agreement_file_and_curves(run, truth):
     assert last["next_token_overlap"] > 5 * first["next_token_overlap"]
     for suffix in (".png", ".pdf"):
         assert (run["out"] / f"association_agreement{suffix}").stat().st_size > 5000
-    assert "agreement, k = 8" in run["stdout"] and "step256  top-1" in run["stdout"]
 
 
 def test_page_is_self_contained_and_the_script_repeats_it(run):
@@ -146,11 +146,13 @@ def test_page_is_self_contained_and_the_script_repeats_it(run):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text)
     assert "<link" not in text and "@import" not in text and "fetch(" not in text
     assert len(text.encode()) < 3_000_000
+    # the script, on a copy of the folder: the same page, byte for byte, and the agreement printed
     again = run["root"] / "again"
-    shutil.copytree(run["out"], again)
-    (again / EXPLORER_FILE).unlink()
-    run_script("pythia_explore.py", f"--output_dir={again}", f"--cache_dir={run['cache']}")
+    shutil.copytree(run["out"], again, ignore=shutil.ignore_patterns("explorer.html", "association_*"))
+    printed = run_script("pythia_explore.py", f"--output_dir={again}").stdout
     assert (again / EXPLORER_FILE).read_bytes() == text.encode()
+    assert (again / AGREEMENT_FILE).read_bytes() == (run["out"] / AGREEMENT_FILE).read_bytes()
+    assert "agreement, k = 8" in printed and re.search(r"step256  top-1 0\.\d+", printed)
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +168,10 @@ def test_too_large_a_page_keeps_the_most_frequent_tokens_and_says_so(cut, truth)
     assert min(float(frequency[a]) for a in kept) >= max(float(frequency[a]) for a in range(K) if a not in kept)
     assert f"the {len(kept)} most frequent of the {K} tokens" in cut["notes"][0]
     assert len(explorer_page(cut).encode()) <= 600_000
-    full_ids, _ = decode_table(truth["data"]["statistics"][0]["table"], K)
-    ids, _ = decode_table(cut["statistics"][0]["table"], K)
-    assert np.array_equal(ids, full_ids[cut["rows"]][:, :4])
+    # the same rows as the full page's, their first 4 partners (ties in the counts may swap equal partners)
+    _, full_values = decode_table(truth["data"]["statistics"][0]["table"], K)
+    _, values = decode_table(cut["statistics"][0]["table"], K)
+    assert np.array_equal(values, full_values[cut["rows"]][:, :4])
 
 
 def test_several_models_get_a_page_each_and_the_aggregate(run, tmp_path):
@@ -196,23 +199,22 @@ def test_several_models_get_a_page_each_and_the_aggregate(run, tmp_path):
 
 
 def test_bad_input_one_line_and_nothing_written(run, tmp_path):
-    def fails(*args) -> str:
-        result = run_script("pythia_explore.py", *args, check=False)
-        assert result.returncode != 0 and result.stderr.strip().count("\n") == 0, result.stderr
-        return result.stderr
-
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no comparison results in" in fails(f"--output_dir={empty}", f"--model_name={run['ckpt']}")
-    assert list(empty.iterdir()) == []
-    # no pythia_config.json and no --model_name: the settings are asked for
+    result = run_script("pythia_explore.py", f"--output_dir={empty}", f"--model_name={run['ckpt']}", check=False)
+    assert result.returncode != 0 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "no comparison results in" in result.stderr and list(empty.iterdir()) == []
+    # no pythia_config.json and no --model_name: the comparison's settings are asked for
     bare = tmp_path / "bare"
     shutil.copytree(run["out"], bare, ignore=shutil.ignore_patterns("pythia_config.json", "explorer.html",
                                                                      "association_*"))
-    assert "pythia_config.json not found" in fails(f"--output_dir={bare}")
-    assert "--k=5000 must lie between 1" in fails(f"--output_dir={bare}", f"--model_name={run['ckpt']}",
-                                                  f"--cache_dir={run['cache']}", "--dataset=synthetic",
-                                                  "--n_examples=1000", "--max_seq_len=32", "--k=5000")
+    with pytest.raises(UserError, match="pythia_config.json not found .* pass the comparison's settings"):
+        comparison_settings(bare, {"_explicit": []})
+    config = comparison_settings(bare, dict(vars(run["config"]), _explicit=["model_name"]))
+    with pytest.raises(UserError, match="--k=5000 must lie between 1 and the token set's size 1000"):
+        write_checkpoint_explorer(config, ExplorerConfig(k=5000), log=lambda *_: None)
+    with pytest.raises(UserError, match="--view must be one of"):
+        write_checkpoint_explorer(config, ExplorerConfig(view="lift"), log=lambda *_: None)
     assert not (bare / EXPLORER_FILE).exists() and not (bare / AGREEMENT_FILE).exists()
 
 
@@ -226,20 +228,16 @@ def test_revisions_of_another_vocabulary_are_refused(run, tmp_path):
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(run["ckpt"], ckpt)
-    results = tmp_path / "results"
-    shutil.copytree(run["out"], results, ignore=shutil.ignore_patterns("explorer.html", "association_*"))
-    settings = json.loads((results / "pythia_config.json").read_text())
-    (results / "pythia_config.json").write_text(json.dumps(dict(settings, model_name=str(ckpt))))
+    config = replace(run["config"], model_name=str(ckpt))
     for vocab_size, message in ((1000, "the tokenizer of step256 is not that of step0"),
                                 (900, "revisions disagree: step256 has vocab_size=900")):
         tokenizer = causal_lm_tokenizer(generate_stories(300, seed=9), vocab_size)
-        config = BY_NAME["neox"].training_config(len(tokenizer), 32, 2, 2, 0, 32, tokenizer.eos_token_id)
+        model_config = BY_NAME["neox"].training_config(len(tokenizer), 32, 2, 2, 0, 32, tokenizer.eos_token_id)
         shutil.rmtree(ckpt / "step256")
-        AutoModelForCausalLM.from_config(config).save_pretrained(ckpt / "step256")
+        AutoModelForCausalLM.from_config(model_config).save_pretrained(ckpt / "step256")
         tokenizer.save_pretrained(ckpt / "step256")
-        result = run_script("pythia_explore.py", f"--output_dir={results}", f"--cache_dir={run['cache']}", check=False)
-        assert result.returncode != 0 and message in result.stderr, result.stderr
-        assert not (results / EXPLORER_FILE).exists()
+        with pytest.raises(UserError, match=message):
+            checkpoint_explorer(config, log=lambda *_: None)
 
 
 # -- in a real browser ---------------------------------------------------------------------------

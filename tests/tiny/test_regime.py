@@ -1,29 +1,26 @@
-"""The end of the early regime (docs/theory.md §10): the predicted ratio, the crossing, and tiny_regime.py
-end to end and on bad input."""
+"""The end of the early regime (docs/theory.md §10, §14): the series' predicted curves, the crossing, the
+radius and the suggested run, and tiny_regime.py end to end and on bad input."""
 import json
+import shlex
 
 import pytest
-import torch
 
-from common.theory.leading_terms import continuous_coefficients, next_order_matrices, theory_matrices
-from common.tiny.regime import first_crossing, predicted_ratio_curves
-from common.theory.statistics import CorpusStatistics, compute_statistics
-from conftest import run_script
+from common.theory.model import AttentionOnlyTransformer
+from common.theory.series import gradient_flow_series, remainder_ratio
+from common.tiny.regime import (RegimeConfig, end_of_early_regime, first_crossing, predicted_curves, suggestion,
+                                worst_layer)
+from conftest import ROOT, run_script
 
 
-def test_predicted_ratio_is_the_norm_of_the_next_terms(markov):
+def test_predicted_curves_are_the_series_remainders_worst_layer_first(markov):
     x, y = markov(10, 8, 15, seed=2)
-    stats = compute_statistics(x, y, 15, keep=CorpusStatistics.TENSOR_FIELDS + ("context_input",))
+    series = gradient_flow_series(AttentionOnlyTransformer(15, 8, 2), x, y, 6)
     taus = [0.5, 4.0, 30.0]
-    curves = predicted_ratio_curves(stats, 1, taus)
-    assert set(curves) == {"W_O", "V"}
-    lead = {"W_O": "tau", "V": "tau2"}
-    for kind, terms in next_order_matrices(stats, 1).items():
-        for tau, ratio in zip(taus, curves[kind]):
-            c = continuous_coefficients(tau)
-            direct = sum(c[name] * m for name, m in terms).norm() / (c[lead[kind]] * theory_matrices(stats)[kind].norm())
-            assert ratio == pytest.approx(float(direct), rel=1e-9)
-    assert curves["W_O"][0] < curves["W_O"][-1]          # the next terms grow with τ
+    curves = predicted_curves(series, taus)
+    assert set(curves) == {"W_O", "V", "W", "P"} and set(curves["W"]) == {0, 1} and set(curves["W_O"]) == {None}
+    assert curves["V"][1] == remainder_ratio(series, "layers.1.V", taus)
+    assert worst_layer(curves["W"]) == [max(a, b) for a, b in zip(curves["W"][0], curves["W"][1])]
+    assert curves["W_O"][None][0] < curves["W_O"][None][-1]          # the remainder grows with τ
 
 
 def test_first_crossing():
@@ -33,6 +30,24 @@ def test_first_crossing():
     assert first_crossing([1, 2, 3], [None, 0.05, 0.2], 0.1) == pytest.approx(2 * 1.5 ** (1 / 3))
 
 
+def test_suggestion_reaches_the_fraction_of_the_earliest_end():
+    summary = {"W_O": {"predicted_tau": 30.0}, "V": {"predicted_tau": 18.0}, "W": {"predicted_tau": 16.04},
+               "P": {"predicted_tau": None}}
+    assert end_of_early_regime(summary) == ("W", 16.04)
+    hint = suggestion(summary, RegimeConfig(data_dir="data/x", suggest_fraction=0.5, suggest_steps=40))
+    assert (hint["tau"], hint["lr"], hint["steps"], hint["kind"]) == (8.02, 0.2, 41, "W")   # η to 3 digits
+    assert "--lr=0.2 --tau=8.02" in hint["command"] and "--data_dir=data/x" in hint["command"]
+    past = suggestion(summary, RegimeConfig(suggest_fraction=2.0, suggest_steps=100))
+    assert past["tau"] == 32.1 and past["steps"] == 100
+    assert suggestion({k: {"predicted_tau": None} for k in ("W_O", "V", "W", "P")}, RegimeConfig()) is None
+
+
+def test_settings_defaults_equal_the_scripts_block():
+    from dataclasses import fields
+
+    from common.config import script_settings
+    block = script_settings(ROOT / "tiny_regime.py")
+    assert {f.name: f.default for f in fields(RegimeConfig)} == block
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     from common.corpus.tokenize import tokenize_natural, write_token_folder
@@ -44,34 +59,54 @@ def data_dir(tmp_path_factory):
     return folder
 
 
-TINY = ["--seq_len=12", "--batch_size=8", "--n_layers=2", "--progress=False", "--tau_max=12"]
+TINY = ["--seq_len=12", "--batch_size=8", "--n_layers=2", "--progress=False", "--tau_max=12", "--series_sequences=24"]
 
 
 def test_regime_script_writes_the_four_outputs(data_dir, tmp_path):
     out = tmp_path / "regime"
     result = run_script("tiny_regime.py", f"--data_dir={data_dir}", f"--out_dir={out}", "--lrs=1.0,4.0",
                         "--threshold=0.05", *TINY)
-    assert "predicted τ*" in result.stdout
+    assert "predicted τ*" in result.stdout and "radius of convergence" in result.stdout
     summary = json.loads((out / "regime.json").read_text())
-    assert summary["threshold"] == 0.05 and set(summary) == {"threshold", "W_O", "V", "W", "P"}
+    assert summary["threshold"] == 0.05
+    assert set(summary) == {"threshold", "W_O", "V", "W", "P", "radius", "series", "suggestion"}
+    assert summary["series"] == {"order": 6, "sequences": 24, "of": 64}
     for kind in ("W_O", "V", "W", "P"):
-        assert set(summary[kind]["measured_tau"]) == {"1.0", "4.0"}
-        for tau in summary[kind]["measured_tau"].values():
+        row = summary[kind]
+        assert set(row["measured_tau"]) == {"1.0", "4.0"}
+        for tau in row["measured_tau"].values():
             assert tau is None or 0 < tau <= 12
-    assert summary["W_O"]["predicted_tau"] > 0 and summary["V"]["predicted_tau"] is None   # V: 2 layers
+        assert len(row["predicted_tau_layers"]) == (1 if kind == "W_O" else 2)
+        assert row["predicted_tau"] == pytest.approx(min(t for t in row["predicted_tau_layers"] if t), rel=0.01)
+        names = ["W_O"] if kind == "W_O" else [f"layers.{l}.{kind}" for l in range(2)]
+        assert sorted(row["coefficient_norms"]) == names and all(len(v) == 6 for v in row["coefficient_norms"].values())
+        assert set(row["radius"]) == {"ratio", "root", "domb_sykes"}
+    assert summary["radius"]["root"] > 0
     for name in ("regime.png", "regime.pdf", "regime.md"):
         assert (out / name).stat().st_size > 0
-    assert "| W_O |" in (out / "regime.md").read_text()
+    assert "| W |" in (out / "regime.md").read_text() and summary["suggestion"]["command"] in (out / "regime.md").read_text()
     logs = json.loads((out / "runs" / "lr_4" / "training_logs.json").read_text())
     assert [e["step"] for e in logs] == [1, 2, 3] and "W_O_path_rel_err" in logs[-1]
+    # the suggested run is a command that works as printed (here cut to one step, in a scratch folder)
+    command = shlex.split(result.stdout.strip().splitlines()[-1])
+    assert command[:2] == ["python", "tiny_self_attn_natural.py"] and command == shlex.split(summary["suggestion"]["command"])
+    run = tmp_path / "suggested"
+    run_script(command[1], *command[2:], "--max_steps=1", "--progress=False", "--report_top=0", f"--out_dir={run}")
+    config = json.loads((run / "config.json").read_text())
+    assert config["lr"] == summary["suggestion"]["lr"] and config["tau"] == summary["suggestion"]["tau"]
 
 
 @pytest.mark.parametrize("bad,message", [("--lrs=-1.0", "--lrs"), ("--lrs=", "--lrs"), ("--threshold=1.5", "--threshold"),
-                                         ("--seq_len=5000", "seq_len")])
+                                         ("--seq_len=5000", "seq_len"), ("--order=4", "--order must be at least 5"),
+                                         ("--init_std=0.01", "zero initialisation"),
+                                         ("--data_dir=EMPTY", "EMPTY")])
 def test_regime_bad_input(data_dir, tmp_path, bad, message):
     out = tmp_path / "regime"
+    if bad == "--data_dir=EMPTY":                       # a data folder without sequences
+        bad = f"--data_dir={tmp_path / 'EMPTY'}"
+        (tmp_path / "EMPTY").mkdir()
     result = run_script("tiny_regime.py", f"--data_dir={data_dir}", f"--out_dir={out}", *TINY, bad, check=False)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr[-500:]
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] in ([], ["EMPTY"])

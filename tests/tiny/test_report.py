@@ -247,3 +247,19 @@ def test_lift_of_every_statistic_and_weight_matches_brute_force(story_report_inp
                 assert float(lifted[a, b]) == pytest.approx(expected, rel=1e-10, abs=1e-300), (symbol, a, b)
         if symbol == TOKEN_STATISTICS[0].symbol:
             assert torch.equal(statistic_view(stats, field, "lift", min_count), lifted)
+
+
+def test_the_demos_strongest_pairs_are_its_planted_pairs():
+    """`make demo`'s corpus and sequences (3000 synthetic stories, each one's first 65 tokens): the table of
+    the 40 strongest pairs holds every planted noun with one of its verbs (`bird → flew` was missing when
+    the table ranked by P̂(b | a), led by template pairs such as `near → the` at 0.999)."""
+    from common.corpus.synthetic import PLANTED_VERBS, generate_stories
+    stories, vocabulary, _, _ = tokenize_natural(datasets.Dataset.from_dict({"text": generate_stories(3000, 42)}))
+    tokens = story_sequences(stories, 64, len(vocabulary)).long()
+    stats = compute_statistics(tokens[:, :-1], tokens[:, 1:], len(vocabulary))
+    pairs = [(vocabulary[r["a"]], vocabulary[r["b"]]) for r in strongest_pair_table(stats, 40)]
+    planted = [(a, b) for a, b in pairs if b in PLANTED_VERBS.get(a, [])]
+    assert {a for a, _ in planted} == set(PLANTED_VERBS) and ("bird", "flew") in planted
+    assert ("near", "the") not in pairs
+    conditional = statistic_view(stats, "bigram") + 1 / len(vocabulary)
+    assert float(conditional[vocabulary.index("near"), vocabulary.index("the")]) > 0.99
