@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch (a local wheel on our machines). GPU users: see README, "Installing for a GPU".
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo demo-pythia demo-regime demo-topics test test-slow bench venv clean
+.PHONY: demo demo-pythia demo-seeds demo-regime demo-topics test test-slow bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,16 +20,26 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) demo.py
 
-# Pythia pipeline offline: small Pythia-style checkpoints on the synthetic corpus, both comparisons, both plots
+# Pythia pipeline offline: small Pythia-style checkpoints on the synthetic corpus, both comparisons (every revision;
+# the per-head one for both layers), both plots
 demo-pythia: $(VENV)/.installed
 	rm -rf out/demo_pythia
 	$(PY) train_neox_checkpoints.py --out_dir=out/demo_pythia/checkpoints --max_steps=2000
 	$(PY) pythia.py --model_name=out/demo_pythia/checkpoints --revisions=all --dataset=synthetic \
 		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_pythia/results --cache_dir=out/demo_pythia/cache
-	$(PY) pythia_per_head.py --model_name=out/demo_pythia/checkpoints --target_layer=0 --dataset=synthetic \
-		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_pythia/results --cache_dir=out/demo_pythia/cache
+	for layer in 0 1; do $(PY) pythia_per_head.py --model_name=out/demo_pythia/checkpoints --revisions=all \
+		--target_layer=$$layer --dataset=synthetic --n_examples=4000 --max_seq_len=64 \
+		--output_dir=out/demo_pythia/results --cache_dir=out/demo_pythia/cache || exit 1; done
 	$(PY) plot_cosine_similarity.py --results_dir=out/demo_pythia/results
 	$(PY) plot_per_head_similarity.py --results_dir=out/demo_pythia/results
+
+# Several seeds (docs/theory.md §15): three seeds of the small Pythia-style model on one corpus and tokenizer, the
+# comparison over all of them (statistics once), the aggregate with 95% t-intervals (out/demo_seeds/results)
+demo-seeds: $(VENV)/.installed
+	rm -rf out/demo_seeds
+	$(PY) train_neox_checkpoints.py --seeds=1,2,3 --max_steps=512 --out_dir=out/demo_seeds/checkpoints
+	$(PY) pythia.py '--model_name=out/demo_seeds/checkpoints/seed{1..3}' --revisions=all --dataset=synthetic \
+		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_seeds/results --cache_dir=out/demo_seeds/cache
 
 # End of the early regime (docs/theory.md §10): predicted vs measured τ* at three learning rates (~2.5 min on 2 cores)
 demo-regime: $(VENV)/.installed

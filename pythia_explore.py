@@ -7,9 +7,11 @@ agreement measure, {output_dir}/association_agreement.json with its curves (PNG,
 
 The comparison's settings are read from {output_dir}/pythia_config.json (pythia.py writes it); a
 setting given here wins.  The statistics come from the comparison's cache (--cache_dir), the next-token
-counts are cached beside them.  With --models, the folders of several models (seeds) whose explorers
-are written are aggregated instead: mean and min–max band of their agreement, and an index page in
---output_dir linking to each model's page.
+counts are cached beside them.  A comparison of several models (seeds: --model_name a comma list or a
+brace range) gets one page per model in {output_dir}/{model}/ and, beside them, their agreement
+aggregated (mean and min–max band) with an index page.  With --models, only that aggregation runs, over
+folders whose explorers are written.  Prints the agreement over revisions (the aggregate's means for
+several models).
 
 Single process, one device (a GPU when present); no distributed launch.
 
@@ -32,6 +34,7 @@ models = []                  # several models' folders (their explorers written)
 if __name__ == "__main__":
     with exit_on_user_error():
         settings = override(globals())
+        from common.checkpoints.agreement import agreement_lines
         from common.checkpoints.explorer import (ExplorerConfig, comparison_settings, write_explorer_overview,
                                                  write_explorers)
         from common.io import read_json
@@ -42,15 +45,4 @@ if __name__ == "__main__":
         pages = [p for p in paths if p.suffix == ".html"]
         print("wrote " + ", ".join(f"{p} ({p.stat().st_size / 1e6:.2f} MB)" for p in pages) + ", "
               + ", ".join(str(p) for p in paths if p.suffix != ".html"))
-        record = read_json([p for p in paths if p.suffix == ".json"][-1])   # the aggregate's, for several models
-        value = lambda v: "–" if v is None else f"{v['mean'] if isinstance(v, dict) else v:.3f}"
-        count = lambda v: f"{v['mean'] if isinstance(v, dict) else v:.0f}"
-        chance = record["chance"]
-        print(f"agreement{' (mean over the models)' if 'models' in record else ''}, k = {record['k']}, "
-              f"{count(record['n_tokens']['next_token'])} tokens (chance: top-1 {value(chance['next_token_top1'])}, "
-              f"next overlap {value(chance['next_token_overlap'])}, attention overlap "
-              f"{value(chance['attention_overlap'])}):")
-        for revision, entry in record["revisions"].items():
-            print(f"  {revision:>12}  top-1 {value(entry['next_token_top1'])}  next overlap "
-                  f"{value(entry['next_token_overlap'])}  attention overlap by layer "
-                  + " ".join(value(v) for v in entry["attention_overlap"].values()))
+        print("\n".join(agreement_lines(read_json([p for p in paths if p.suffix == ".json"][-1]))))

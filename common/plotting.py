@@ -1,4 +1,5 @@
 """Figures: every figure is written as PNG and PDF, atomically, with a non-interactive backend."""
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -67,11 +68,32 @@ def _layer_mean(values):
     return np.where(counts > 0, np.nansum(values, 0) / np.maximum(counts, 1), np.nan)
 
 
+def fitted_limits(values, upper=None, pad: float = 0.06) -> tuple:
+    """(low, high) of an axis fitted to the finite `values` with `pad` of their range on each side (a
+    flat series gets ±0.01 of its level); `upper` caps the top (a cosine is at most 1)."""
+    import numpy as np
+
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return (0.0, 1.0 if upper is None else upper)
+    low, high = float(finite.min()), float(finite.max())
+    margin = pad * (high - low) if high > low else 0.01 * max(abs(high), 1e-12)
+    top = high + margin if upper is None else min(high + margin, upper + 0.2 * margin)
+    return low - margin, top
+
+
 def training_curves(logs: list, stem, title=None) -> list:
+    """training_curves_figure written to `<stem>.png/.pdf`."""
+    return save_figure(training_curves_figure(logs, title), stem)
+
+
+def training_curves_figure(logs: list, title=None):
     """Cosine-vs-epoch curves per weight kind (a line for the mean over layers and a band for their
     range), and a second panel of relative errors to the §3 prediction when the log has them.
     Reads the release's keys (`W_O_B_bar`, `layer_{l}_W_Q_bar`, `layer_{l}_V_B_bar_Phi_bar`) and
-    ours; writes `<stem>.png/.pdf`."""
+    ours.  The cosine axis is fitted to the cosines drawn (they often lie within a few hundredths of 1),
+    and each panel's legend sits below it, off the curves."""
     import numpy as np
 
     from common.theory.weight_kinds import WEIGHT_KINDS, parse_log_key
@@ -86,7 +108,8 @@ def training_curves(logs: list, stem, title=None) -> list:
                 (parsed.kind, parsed.rel_err), []).append(values)
     if not series:
         raise ValueError("the log has no cosine keys (W_O_B_bar, layer_{l}_W_Q_bar, …)")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn = []   # every cosine drawn (means, bands, path-exact means): the cosine axis is fitted to them
     colors = dict(zip([k.name for k in WEIGHT_KINDS], plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for ax, relative in zip(axes, (False, True)):
         for weight_kind in WEIGHT_KINDS:
@@ -95,25 +118,30 @@ def training_curves(logs: list, stem, title=None) -> list:
                 continue
             label = f"{name}  {kind} vs its prediction" if relative else f"{name}  cos({kind}, {theory})"
             values = np.array(series[kind, relative])
+            if not relative:
+                drawn += [values.ravel()] + [np.array(path_series.get((kind, relative), [])).ravel()]
             ax.plot(x, _layer_mean(values), color=colors[kind], label=label, marker="." if len(x) < 30 else None)
             if len(values) > 1:
-                ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=colors[kind], alpha=0.25,
-                                linewidth=0)
+                with warnings.catch_warnings():   # a point no layer has a value for stays a gap, silently
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    band = np.nanmin(values, 0), np.nanmax(values, 0)
+                ax.fill_between(x, *band, color=colors[kind], alpha=0.25, linewidth=0)
             if (kind, relative) in path_series:
                 ax.plot(x, _layer_mean(np.array(path_series[kind, relative])), color=colors[kind], linestyle="--",
                         label=f"{kind} vs its path-exact prediction")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].set(ylabel="cosine with the leading-term matrix", title="alignment with theory")
-    axes[0].set_ylim(min(0.0, axes[0].get_ylim()[0]), 1.02)
-    axes[0].legend(fontsize=8, loc="lower left")
+    axes[0].set_ylim(*fitted_limits(np.concatenate(drawn), upper=1.0))
+    below = dict(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    axes[0].legend(**below)
     if any(relative for _, relative in series):
         axes[1].set(ylabel="‖A − Â‖ / ‖Â‖", title="relative error to the §3 prediction", yscale="log")
-        axes[1].legend(fontsize=8)
+        axes[1].legend(**below)
     else:
         axes[1].text(0.5, 0.5, "no relative errors in this log\n(release format)", ha="center", va="center",
                      transform=axes[1].transAxes)
         axes[1].set_axis_off()
     if title:
         fig.suptitle(title, fontsize=11)  # training curves
-    return save_figure(fig, stem)
+    return fig

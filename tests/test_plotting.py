@@ -44,3 +44,28 @@ def test_heatmap_grid_and_save_figure(tmp_path):
     save_figure(fig, tmp_path / "plain")
     assert _is_png_and_pdf(tmp_path / "plain") and sorted(p.name for p in tmp_path.iterdir() if p.stem == "plain") \
         == ["plain.pdf", "plain.png"]
+
+
+def test_cosine_axis_is_fitted_to_the_data_and_legends_sit_off_the_curves():
+    """Cosines within a few hundredths of 1 fill the panel (not its top tenth), and no legend covers
+    an axes' plotting area."""
+    from common.plotting import fitted_limits, training_curves_figure
+    logs = [{"epoch": e / 4, "step": e, "W_O_B_bar": 0.99 - e / 1000, "W_O_B_bar_rel_err": 0.01 * e,
+             "layer_0_W_Q_bar": 0.95 + e / 1000, "layer_1_W_Q_bar": 0.97, "layer_0_W_Q_bar_rel_err": 0.1,
+             "layer_0_V_B_bar_Phi_bar": 0.93, "layer_0_P_p_bar": 0.96, "W_O_path": 0.999} for e in range(1, 9)]
+    fig = training_curves_figure(logs, "t")
+    cosines = [v for e in logs for k, v in e.items() if k in ("W_O_B_bar", "layer_0_W_Q_bar", "layer_1_W_Q_bar",
+                                                              "layer_0_V_B_bar_Phi_bar", "layer_0_P_p_bar", "W_O_path")]
+    low, high = fig.axes[0].get_ylim()
+    assert low <= min(cosines) and high >= max(cosines) and high <= 1.0 + 1e-3
+    assert (max(cosines) - min(cosines)) / (high - low) > 0.8          # the data fill the axis
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    assert fitted_limits([0.5, 0.5]) == pytest.approx((0.495, 0.505))
+    assert fitted_limits([float("nan")]) == (0.0, 1.0)
+    import matplotlib.pyplot as plt
+    plt.close(fig)

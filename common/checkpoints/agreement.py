@@ -203,6 +203,22 @@ def read_agreement(folder) -> dict:
     return read_json(path, "agreement file")
 
 
+def agreement_lines(record: dict) -> list:
+    """A record (one model's, or the mean of an aggregate) as lines of text, one per revision."""
+    mean = lambda v: v.get("mean") if isinstance(v, dict) else v
+    shown = lambda v: "–" if mean(v) is None else f"{mean(v):.3f}"
+    chance = record["chance"]
+    lines = [f"agreement{' (mean over the models)' if 'models' in record else ''}, k = {record['k']}, "
+             f"{mean(record['n_tokens']['next_token']):.0f} tokens measured (chance: top-1 "
+             f"{shown(chance['next_token_top1'])}, next overlap {shown(chance['next_token_overlap'])}, attention "
+             f"overlap {shown(chance['attention_overlap'])}):"]
+    for revision, entry in record["revisions"].items():
+        lines.append(f"  {revision:>12}  top-1 {shown(entry['next_token_top1'])}  next overlap "
+                     f"{shown(entry['next_token_overlap'])}  attention overlap by layer "
+                     + " ".join(shown(v) for v in entry["attention_overlap"].values()))
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------
 # curves
 def _at(entry, path: tuple):

@@ -125,6 +125,7 @@ class Architecture:
     model_types = ()            # transformers `model_type`
     centre = True               # the norm before attention subtracts the mean
     revision_template = "step{N}"  # how train_neox_checkpoints.py names this family's revisions
+    qk_norm = None              # an RMSNorm on queries and keys over each "head" or the whole "projection"
     position_zero = "nothing: rotary embeddings are the identity at position 0"
 
     # --- layout (per family)
@@ -155,7 +156,12 @@ class Architecture:
         return float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon"))
 
     def query_key_norm(self, layer, dtype) -> Optional[QueryKeyNorm]:
-        return None
+        """The attention module's `q_norm`, `k_norm` when the family has them (`qk_norm`)."""
+        if self.qk_norm is None:
+            return None
+        attention = self.attention(layer)
+        return QueryKeyNorm(attention.q_norm.weight.to(dtype), attention.k_norm.weight.to(dtype),
+                            float(attention.q_norm.variance_epsilon), per_head=self.qk_norm == "head")
 
     def clip(self, config) -> Optional[float]:
         return None
@@ -354,11 +360,7 @@ class Qwen3(Llama):
     rotary: each head's scores rescaled per query token and per key token."""
     family, model_types = "Qwen3", ("qwen3",)
     config_class = "Qwen3Config"
-
-    def query_key_norm(self, layer, dtype):
-        attention = layer.self_attn
-        return QueryKeyNorm(attention.q_norm.weight.to(dtype), attention.k_norm.weight.to(dtype),
-                            float(attention.q_norm.variance_epsilon), per_head=True)
+    qk_norm = "head"
 
 
 class Olmo(Llama):
@@ -392,6 +394,7 @@ class Olmo2(Llama):
     revision_template = "stage1-step{N}-tokens{M}B"
     config_class = "Olmo2Config"
     config_has_head_dim = False
+    qk_norm = "projection"
 
     def attention_branch(self, layer):
         return layer.post_attention_layernorm
@@ -401,11 +404,6 @@ class Olmo2(Llama):
 
     def norm_parameters(self, layer):
         return None, None
-
-    def query_key_norm(self, layer, dtype):
-        attention = layer.self_attn
-        return QueryKeyNorm(attention.q_norm.weight.to(dtype), attention.k_norm.weight.to(dtype),
-                            float(attention.q_norm.variance_epsilon), per_head=False)
 
 
 class Olmo3(Olmo2):

@@ -23,8 +23,9 @@ One offline file, data embedded as top-k partner tables (common/page.py).  The p
 2 + Σ_revisions (1 + layers + per-head heads) tables of |K| rows; past `max_bytes` only the rows of the
 most frequent tokens are kept, and the page says so.  Figures at Pythia's setting: docs/results_explorer.md.
 
-Several models (seeds): `write_explorer_overview` aggregates their agreement files into one record
-(mean and min–max band) and writes an index page beside their own pages.
+Entry point of a comparison run: `write_explorers(config)` (one model, or several models' pages in
+{output_dir}/{model}/ and `write_explorer_overview` beside them: their agreement files aggregated into one
+record, mean and min–max band, and an index page).
 """
 import base64
 import json
@@ -40,7 +41,7 @@ from common.checkpoints.agreement import (CURVES_STEM, aggregate_agreement, agre
                                           write_agreement)
 from common.checkpoints.associations import next_token_counts, next_token_distribution, single_token_attention
 from common.checkpoints.comparison import ComparisonConfig, compute_dtype
-from common.checkpoints.results import read_head_results, read_layer_results, read_revision_record
+from common.checkpoints.results import model_folder_name, read_head_results, read_layer_results, read_revision_record
 from common.checkpoints.integrity import column_label
 from common.checkpoints.revisions import revision_step, sort_revisions
 from common.config import Settings
@@ -74,7 +75,8 @@ def compared_revisions(output_dir):
         revisions |= covered
     if not revisions:
         raise UserError(f"no comparison results in {output_dir} (revision_*/matrix_theoretical/ or "
-                        f"revision_*/layer_*/): run pythia.py or pythia_per_head.py with --output_dir={output_dir} first")
+                        f"revision_*/layer_*/): run pythia.py or pythia_per_head.py with "
+                        f"--output_dir={output_dir} first")
     return sort_revisions(revisions), heads
 
 
@@ -221,7 +223,8 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
     vocabulary = token_texts(tokenizer, token_ids)
     n_layers, n_heads = model_config.num_hidden_layers, model_config.num_attention_heads
     n_tables = table_count(n_layers, n_heads, revisions, heads)
-    fixed = len(json.dumps(vocabulary, ensure_ascii=False).encode()) + 30 * K + 400_000   # texts, ids, frequencies, curves
+    # token texts, ids and frequencies, the curves image and the agreement record beside the tables
+    fixed = len(json.dumps(vocabulary, ensure_ascii=False).encode()) + 30 * K + 400_000
     max_bytes = int(options.max_mb * 1e6)
     n_rows = rows_that_fit(K, n_tables, top, fixed, max_bytes)
     notes = []
@@ -290,7 +293,8 @@ def explorer_page(data: dict) -> str:
 
 def _write(output_dir, data: dict, record: dict) -> list:
     output_dir = Path(output_dir)
-    labels = [column_label(r, read_revision_record(output_dir)) for r in record["revisions"]]
+    marks = read_revision_record(output_dir)
+    labels = [column_label(revision, marks) for revision in record["revisions"]]
     paths = write_agreement(output_dir, record, labels)
     data["curves"] = _png_data_uri(output_dir / f"{CURVES_STEM}.png")
     return [write_page(output_dir / EXPLORER_FILE, explorer_page(data))] + paths
@@ -310,7 +314,6 @@ def write_explorers(config: ComparisonConfig, options: ExplorerConfig = Explorer
     {output_dir}/{model}/ with the overview beside them (`write_explorer_overview`).  Every model's folder is
     checked before any page is written; the corpus side is read once.  Returns the paths written."""
     from common.checkpoints.loading import expand_model_names
-    from common.checkpoints.results import model_folder_name
 
     names = expand_model_names(config.model_name)
     if len(names) == 1:

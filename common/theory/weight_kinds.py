@@ -68,7 +68,7 @@ class ModelSimilarity:
 
 KIND_OF_STATISTIC = {kind.statistic: kind for kind in WEIGHT_KINDS}
 MODEL_SIMILARITIES = (
-    ModelSimilarity("attention", "attention_map", r"\tilde H M \tilde H^\top", "attention_comparison_summary.json"),
+    ModelSimilarity("attention", "attention_map", r"Q K^\top", "attention_comparison_summary.json"),
     ModelSimilarity("no_mlp", "value_map", r"H_{mid}", "cosine_similarity_summary_mids.json"),
     ModelSimilarity("embedding", "value_map", r"H_{post}", "cosine_similarity_summary.json"),
 )

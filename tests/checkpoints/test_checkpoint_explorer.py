@@ -283,6 +283,23 @@ def test_browser_says_what_is_missing(browser, run, cut, tmp_path):
     assert "its partners were cut from this page" in dom and "most frequent of the 1000 tokens" in dom
 
 
+def test_integrity_marks_on_the_revision_control(browser, run, tmp_path):
+    """revisions.json's marks (every field but the hashes) travel to the page and show on the control."""
+    results = tmp_path / "results"
+    shutil.copytree(run["out"], results, ignore=shutil.ignore_patterns("explorer.html", "association_*"))
+    record = json.loads((results / "revisions.json").read_text())
+    record["step16"].update(duplicate_of="step0", identical_to=["step0"])
+    record["step256"]["shares_tensors_with"] = {"main": ["gpt_neox.embed_in.weight", "embed_out.weight"]}
+    (results / "revisions.json").write_text(json.dumps(record))
+    write_checkpoint_explorer(replace(run["config"], output_dir=str(results)), log=lambda *_: None)
+    marks = {r["name"]: r["marks"] for r in embedded(results / EXPLORER_FILE)["revisions"]}
+    assert marks == {"step0": {}, "step16": {"duplicate_of": "step0", "identical_to": ["step0"]},
+                     "step256": {"shares_tensors_with": ["main"]}}
+    dom = browse(results / EXPLORER_FILE, "token=bird&revision=step16", tmp_path)
+    assert "⚠ duplicate of step0; identical to step0" in dom
+    assert re.search(r'<tr data-revision="step256">.*?shares tensors with main</td>', dom, re.S)
+
+
 def test_browser_screenshot(browser, run, tmp_path):
     shot = tmp_path / "explorer.png"
     browse(run["page"], "token=bird", tmp_path, screenshot=shot)

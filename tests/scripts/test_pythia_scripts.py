@@ -81,7 +81,7 @@ def test_layer_comparison_outputs_and_labelled_lines(pipeline):
         provenance = json.loads((folder / "provenance.json").read_text())
         assert provenance["weights_sha256"] == json.loads((layers / "revisions.json").read_text())[step]["weights_sha256"]
         assert set(json.loads((layers / "integrity" / f"{step}.json").read_text())["tensors"]) >= {
-            "gpt_neox.layers.0.attention.query_key_value.weight", "embed_out.weight"}
+            "gpt_neox.layers.0.attention.query_key_value.weight", "gpt_neox.embed_in.weight"}
     # every number on a console line says what it is
     output = pipeline["first"].stdout + pipeline["first"].stderr
     step4 = json.loads((layers / "revision_step4" / "matrix_theoretical" / "attention_comparison_summary.json")
