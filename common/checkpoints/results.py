@@ -217,13 +217,12 @@ def plot_head_heatmaps(results: dict, stem, record=None):
     """One head × revision heatmap per layer of `results` ({layer: {revision: [per head]}}), in a grid."""
     from common.plotting import heatmap_grid
 
-    attention = TITLES["attention"]
     panels = []
     for layer, by_revision in results.items():
         values, labels = _matrix(by_revision, record or {})
         panels.append((f"layer {layer}", values, [str(h) for h in range(values.shape[0])], labels))
     return heatmap_grid(panels, stem, xlabel="revision", ylabel="head",
-                        title=f"per-head {attention}, one head's own scores $q_h \\cdot k_h$ ({RSA_MEANS})")
+                        title=f"per-head attention: one head's own scores $q_h k_h^\\top$ vs $\\bar Q$ ({RSA_MEANS})")
 
 
 def plot_layer_results(results_dir, stem=None) -> list:

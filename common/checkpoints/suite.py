@@ -74,6 +74,7 @@ def plan_models(config: ComparisonConfig) -> list:
         source = CheckpointSource(name)
         revisions = source.resolve(config.revisions)
         reference = source.check_reference(config.integrity_reference) if config.integrity_reference else None
+        reference = None if reference in revisions else reference     # a compared revision is hashed anyway
         model_config = source.check_revisions(revisions)
         output_dir = Path(config.output_dir) / folder if several else Path(config.output_dir)
         plans.append(ModelPlan(name, source, revisions, reference, output_dir, model_config,

@@ -348,3 +348,19 @@ class AssociationReport(RunCallback):
         path = write_report(trainer.out_dir / REPORT_FILE, trainer.model, trainer.stats, trainer.vocabulary,
                             trainer.tokens, trainer.cfg, trainer.step)
         return {"association report": str(path)}
+
+
+def frequent_partner_share(matrix: torch.Tensor, stats, field: str, view: str, n_frequent: int = 20,
+                           min_count: int = MIN_COUNT) -> float:
+    """The share of the rows of tokens seen at least `min_count` times whose top partner (among partners
+    seen that often; Σ_B's diagonal left out) is one of the `n_frequent` most frequent tokens: how much
+    frequency alone leads a view of `matrix` (a statistic `field` or a weight that learns it)."""
+    frequency = token_frequency(stats)
+    counts = frequency * stats.n_positions
+    rows = torch.nonzero(counts >= min_count - 1e-6).flatten()
+    frequent = frequency.argsort(descending=True, stable=True)[:n_frequent]
+    shown = weight_view(matrix, stats, field, view, min_count)[rows].clone()
+    shown[:, counts < min_count - 1e-6] = -float("inf")
+    if field == "interchangeability":
+        shown[torch.arange(len(rows)), rows] = -float("inf")
+    return float(torch.isin(shown.argmax(dim=1), frequent).double().mean()) if len(rows) else 0.0

@@ -5,8 +5,9 @@ import statistics
 
 import pytest
 
-from common.checkpoints.aggregate import aggregate_layer_results, interval, t_cdf, t_quantile, write_aggregate
-from common.checkpoints.results import KINDS, write_layer_results
+from common.checkpoints.aggregate import (aggregate_layer_results, interval, plot_aggregate_results, t_cdf,
+                                          t_quantile, write_aggregate)
+from common.checkpoints.results import KINDS, model_result_dirs, write_layer_results
 
 PROVENANCE = {"weights_sha256": "-", "settings": {}}
 
@@ -57,3 +58,8 @@ def test_aggregate_over_models_marks_a_missing_revision(tmp_path):
     assert [p.name for p in paths] == ["aggregate.json", "aggregate_heatmaps.png", "aggregate_heatmaps.pdf",
                                        "aggregate_curves.png", "aggregate_curves.pdf"]
     assert all(p.stat().st_size > 100 for p in paths)
+    # what plot_cosine_similarity.py does with a folder of several models: each model's folder, the aggregate again
+    assert model_result_dirs(tmp_path) == sorted(folders.values())
+    for path in paths[1:]:
+        path.unlink()
+    assert plot_aggregate_results(tmp_path) == paths[1:] and all(p.stat().st_size > 100 for p in paths[1:])

@@ -95,6 +95,10 @@ def _causal(out: Path) -> dict:
     return _json(out / "demo" / "run" / "causal.json")
 
 
+def _causal_change(out: Path, weight: str) -> float:
+    return next(row["loss_change"] for row in _causal(out)["rows"] if row["weight"] == weight)
+
+
 def _regime(out: Path) -> dict:
     return _json(out / "regime" / "regime" / "regime.json")
 
@@ -120,8 +124,71 @@ for _layer in range(3):
     for _kind, _key in (("V", "V_B_bar_Phi_bar"), ("W", "W_Q_bar"), ("P", "P_p_bar")):
         READERS[f"demo.final.cos_{_kind}{_layer}"] = (lambda k: lambda out: _demo_log(out)[-1][k])(f"layer_{_layer}_{_key}")
 READERS["demo.final.cos_W_O"] = lambda out: _demo_log(out)[-1]["W_O_B_bar"]
+READERS["demo.causal.W_O"] = lambda out: _causal_change(out, "W_O_B_bar")
+READERS["demo.causal.V.min"] = lambda out: min(_causal_change(out, f"layer_{l}_V_B_bar_Phi_bar") for l in range(3))
+READERS["demo.causal.V.max"] = lambda out: max(_causal_change(out, f"layer_{l}_V_B_bar_Phi_bar") for l in range(3))
+READERS["demo.attention.entropy.min"] = lambda out: min(a["entropy_of_uniform"] for a in _causal(out)["attention"])
+READERS["demo.attention.spread.min"] = lambda out: min(a["logit_spread"] for a in _causal(out)["attention"])
+READERS["demo.vocab_size"] = lambda out: _json(out / "demo" / "data" / "summary.json")["vocab_size"]
+READERS["demo.attention.spread.max"] = lambda out: max(a["logit_spread"] for a in _causal(out)["attention"])
 READERS["demo.final.tau"] = lambda out: _demo_log(out)[-1]["step"] * _demo_log(out)[-1]["lr"]
 READERS["demo.final.steps"] = lambda out: _demo_log(out)[-1]["step"]
+
+
+# -- the checks --------------------------------------------------------------------------------------
+def results_section(number: str) -> str:
+    """The text of section `number` of docs/results.md (from its `## N.` heading to the next `## `)."""
+    text = RESULTS.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(number)}\.(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"docs/results.md has no section {number}"
+    return match.group(1)
+
+
+def quoted_in(value: str, text: str) -> bool:
+    """`value` stands in `text` as a number of its own (not part of a longer one); − and - alike."""
+    text, value = text.replace("−", "-"), value.replace("−", "-")
+    return re.search(rf"(?<![\d.]){re.escape(value.lstrip('+'))}(?![\d])", text) is not None
+
+
+def test_every_quoted_figure_has_a_reader_a_demo_and_a_number():
+    rows = quoted_rows()
+    assert len(rows) >= 40 and len({row["figure"] for row in rows}) == len(rows)
+    for row in rows:
+        assert row["figure"] in READERS, f"no reader for {row['figure']}"
+        assert row["demo"] in DEMOS, row
+        float(row["quoted"].replace("−", "-"))
+        assert formatted_like(float(row["quoted"].replace("−", "-")), row["quoted"]) == row["quoted"].replace("−", "-")
+
+
+def test_docs_results_quotes_each_figure_where_the_table_says():
+    missing = [f"§{row['section']} {row['figure']} = {row['quoted']}" for row in quoted_rows()
+               if not quoted_in(row["quoted"], results_section(row["section"]))]
+    assert not missing, "docs/results.md does not quote: " + "; ".join(missing)
+
+
+def test_formatted_like_keeps_the_quoted_precision():
+    assert formatted_like(0.96912, "0.97") == "0.97" and formatted_like(1.1957, "1.20") == "1.20"
+    assert formatted_like(4.2613e-13, "+4.34e-13") == "+4.26e-13" and formatted_like(-0.0644, "−0.066") == "-0.064"
+    assert formatted_like(712.0, "712") == "712" and formatted_like(16.650000000000002, "16.7") == "16.7"
+    assert quoted_in("0.97", "W_O 0.97; V 0.93") and not quoted_in("0.97", "0.975") and not quoted_in("0.9", "10.9")
+    assert quoted_in("−0.066", "against -0.066 at") and quoted_in("+4.50e-4", "B̄ +4.50e-4 /")
+
+
+@pytest.fixture(scope="module")
+def demo_outputs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos")
+    run_demos(out, sorted({row["demo"] for row in quoted_rows()}))
+    return out
+
+
+@pytest.mark.slow
+def test_the_demos_print_the_quoted_figures(demo_outputs):
+    wrong = []
+    for row in quoted_rows():
+        value = formatted_like(float(READERS[row["figure"]](demo_outputs)), row["quoted"])
+        if value != row["quoted"].replace("−", "-"):
+            wrong.append(f"{row['figure']}: quoted {row['quoted']}, the demo prints {value}")
+    assert not wrong, "; ".join(wrong)
 
 
 def run_demos(out: Path, names=tuple(DEMOS)) -> None:
@@ -134,4 +201,11 @@ def run_demos(out: Path, names=tuple(DEMOS)) -> None:
 
 if __name__ == "__main__":
     target = Path(sys.argv[1])
-    run_demos(target, sys.argv[2:] or tuple(DEMOS))
+    if sys.argv[2:] != ["--read"]:
+        run_demos(target, sys.argv[2:] or tuple(DEMOS))
+    for row in quoted_rows():   # each figure as the demos print it, beside the quoted value
+        try:
+            value = formatted_like(float(READERS[row["figure"]](target)), row["quoted"])
+        except (OSError, KeyError, StopIteration) as error:
+            value = f"not read ({error.__class__.__name__})"
+        print(f"{row['figure']:<40} quoted {row['quoted']:>10}   printed {value}")

@@ -10,8 +10,8 @@ from common.io import UserError
 from common.theory.leading_terms import predicted_weights
 from common.theory.model import AttentionOnlyTransformer
 from common.tiny.report import (LIFT_KEY_POWER, association_report, lifted_rows, normalised_rows, statistic_view,
-                                strongest_association_tokens, strongest_pair_table, strongest_pairs, token_frequency,
-                                trained_weights_by_statistic, weight_view)
+                                frequent_partner_share, strongest_association_tokens, strongest_pair_table, strongest_pairs,
+                                token_frequency, trained_weights_by_statistic, weight_view)
 from common.theory.statistics import compute_statistics
 from common.corpus.tokenize import story_sequences, tokenize_natural
 from common.theory.weight_kinds import TOKEN_STATISTICS
@@ -249,17 +249,54 @@ def test_lift_of_every_statistic_and_weight_matches_brute_force(story_report_inp
             assert torch.equal(statistic_view(stats, field, "lift", min_count), lifted)
 
 
-def test_the_demos_strongest_pairs_are_its_planted_pairs():
-    """`make demo`'s corpus and sequences (3000 synthetic stories, each one's first 65 tokens): the table of
-    the 40 strongest pairs holds every planted noun with one of its verbs (`bird → flew` was missing when
-    the table ranked by P̂(b | a), led by template pairs such as `near → the` at 0.999)."""
-    from common.corpus.synthetic import PLANTED_VERBS, generate_stories
+@pytest.fixture(scope="module")
+def demo_stats():
+    """`make demo`'s corpus and sequences: 3000 synthetic stories, each one's first 65 tokens."""
+    from common.corpus.synthetic import generate_stories
     stories, vocabulary, _, _ = tokenize_natural(datasets.Dataset.from_dict({"text": generate_stories(3000, 42)}))
     tokens = story_sequences(stories, 64, len(vocabulary)).long()
-    stats = compute_statistics(tokens[:, :-1], tokens[:, 1:], len(vocabulary))
+    return vocabulary, compute_statistics(tokens[:, :-1], tokens[:, 1:], len(vocabulary))
+
+
+def test_the_demos_strongest_pairs_are_its_planted_pairs(demo_stats):
+    """The table of the 40 strongest pairs holds every planted noun with one of its verbs (`bird → flew`
+    was missing when the table ranked by P̂(b | a), led by template pairs such as `near → the` at 0.999)."""
+    from common.corpus.synthetic import PLANTED_VERBS
+    vocabulary, stats = demo_stats
     pairs = [(vocabulary[r["a"]], vocabulary[r["b"]]) for r in strongest_pair_table(stats, 40)]
     planted = [(a, b) for a, b in pairs if b in PLANTED_VERBS.get(a, [])]
     assert {a for a, _ in planted} == set(PLANTED_VERBS) and ("bird", "flew") in planted
     assert ("near", "the") not in pairs
     conditional = statistic_view(stats, "bigram") + 1 / len(vocabulary)
     assert float(conditional[vocabulary.index("near"), vocabulary.index("the")]) > 0.99
+
+
+def test_in_the_lift_view_frequent_tokens_lead_few_rows_of_any_kind(demo_stats):
+    """The claim of the lift view, for every row kind (each statistic, and the leading-term weights that
+    learn them): the share of rows whose top partner is one of the 10 most frequent tokens falls at
+    least threefold from the raw view, and below a quarter."""
+    vocabulary, stats = demo_stats
+    predicted = predicted_weights(stats, 1.0, 20)
+    matrices = [(s.field, getattr(stats, s.field)) for s in TOKEN_STATISTICS]
+    matrices += [("bigram", predicted["W_O"]), ("value_map", predicted["V"]), ("attention_map", predicted["W"])]
+    for field, matrix in matrices:
+        raw = frequent_partner_share(matrix, stats, field, "raw", 10)
+        lift = frequent_partner_share(matrix, stats, field, "lift", 10)
+        assert lift <= raw / 3 and lift < 0.25, (field, raw, lift)
+    # Q̄ needs its second P̂(b): divided by P̂(a) P̂(b) only, frequent keys still lead most rows
+    once = lifted_rows(stats.attention_map, token_frequency(stats), token_frequency(stats) * stats.n_positions)
+    counts = token_frequency(stats) * stats.n_positions
+    rows = torch.nonzero(counts >= 10).flatten()
+    frequent = token_frequency(stats).argsort(descending=True)[:10]
+    assert float(torch.isin(once[rows].argmax(dim=1), frequent).double().mean()) > 0.5
+
+
+def test_frequent_partner_share_by_brute_force(markov_stats):
+    x, y, V, stats = markov_stats
+    min_count = 20
+    inputs, pairs = brute_force_counts(x, y, V)
+    frequent = sorted(range(V), key=lambda a: (-inputs[a], a))[:2]
+    rows = [a for a in range(V) if inputs[a] >= min_count]
+    led = sum(max((b for b in range(V) if inputs[b] >= min_count), key=lambda b: (pairs[a][b], -b)) in frequent
+              for a in rows)
+    assert frequent_partner_share(stats.bigram, stats, "bigram", "raw", 2, min_count) == pytest.approx(led / len(rows))
