@@ -202,13 +202,13 @@ def _sequence_row(lengths, tokens_in: int, seq_len: int, **fields) -> dict:
 
 def sequence_table(lengths, tokens_in: int, seq_len: int, vocab_size: int, every_story=None, counts=None,
                    keep_unknown: bool = False) -> list:
-    """The summary's `sequences` rows: for the kept stories' `lengths`, at `seq_len` and at SEQ_LENS;
-    with `every_story` = (length, rarest token rank) of every non-empty input story and `counts`
-    (natural tokens), also at `seq_len` for
-    other vocabulary sizes — under the drop rule a story is kept at size V' when its rarest rank is
-    below V', with `keep_unknown` every story is, with `coverage` the share of the input tokens among
-    the kept sizes' known tokens.  Each row: vocab_size, seq_len, stories (kept), first and windows
-    (sequence_counts) and the shares of the input tokens they use, n·(T+1) / tokens_in."""
+    """The summary's `sequences` rows: for the kept stories' `lengths`, at `seq_len` and at SEQ_LENS.
+    With `every_story` = (length, rarest token rank) of every non-empty input story and `counts` (the
+    natural tokens'), also at `seq_len` for half, twice and four times `vocab_size` (other_vocabulary):
+    under the drop rule a story is kept at size V' when its rarest rank is below V', with `keep_unknown`
+    every story is; `coverage` is the share of the input tokens known at V'.  Each row: vocab_size,
+    seq_len, stories (kept), first and windows (sequence_counts) and the shares of the input tokens
+    they use, n·(T+1) / tokens_in."""
     lengths = np.asarray(lengths, np.int64)
     rows = [_sequence_row(lengths, tokens_in, T, vocab_size=vocab_size)
             for T in sorted(set(SEQ_LENS) | {seq_len})]

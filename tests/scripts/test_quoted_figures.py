@@ -61,7 +61,8 @@ def formatted_like(value: float, quoted: str) -> str:
     mantissa = quoted.lstrip("+-")
     if "e" in mantissa:
         digits = len(mantissa.split("e")[0].split(".")[1]) if "." in mantissa else 0
-        return f"{value:{sign}.{digits}e}"
+        significand, exponent = f"{value:{sign}.{digits}e}".split("e")
+        return f"{significand}e{int(exponent)}"                 # e-5, as quoted, not e-05
     digits = len(mantissa.split(".")[1]) if "." in mantissa else 0
     return f"{value:{sign}.{digits}f}"
 
@@ -107,6 +108,10 @@ def _topics(out: Path) -> dict:
     return _json(out / "topics" / "structure" / "topic_structure.json")
 
 
+def _last_attention(entry: dict) -> str:
+    return max((key for key in entry if key.startswith("attention_layer_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+
+
 READERS = {}
 
 
@@ -128,6 +133,19 @@ READERS["demo.causal.W_O"] = lambda out: _causal_change(out, "W_O_B_bar")
 READERS["demo.causal.V.min"] = lambda out: min(_causal_change(out, f"layer_{l}_V_B_bar_Phi_bar") for l in range(3))
 READERS["demo.causal.V.max"] = lambda out: max(_causal_change(out, f"layer_{l}_V_B_bar_Phi_bar") for l in range(3))
 READERS["demo.attention.entropy.min"] = lambda out: min(a["entropy_of_uniform"] for a in _causal(out)["attention"])
+for _field, _symbol in (("bigram", "B"), ("attention_map", "Q")):
+    for _bin in ("same_topic", "different_topic"):
+        READERS[f"topics.theory.{_symbol}.{_bin}"] = (lambda f, b: lambda out: _topics(out)["theory"][f][b])(_field, _bin)
+    del _bin
+for _bin in ("same_topic", "different_topic"):
+    READERS[f"topics.trained.W_O_cosine.{_bin}"] = (lambda b: lambda out: _topics(out)["trained"][-1]["W_O_cosine"][b])(_bin)
+    READERS[f"topics.trained.attention_last.{_bin}"] = (
+        lambda b: lambda out: _topics(out)["trained"][-1][_last_attention(_topics(out)["trained"][-1])][b])(_bin)
+    READERS[f"topics.leading.attention_last.{_bin}"] = (
+        lambda b: lambda out: _topics(out)["leading_terms"][-1][_last_attention(_topics(out)["leading_terms"][-1])][b])(_bin)
+    READERS[f"topics.embeddings.step1000.{_bin}"] = (
+        lambda b: lambda out: next(r for r in _json(out / "topics" / "embeddings" / "topic_embeddings.json")["revisions"]
+                                   if r["revision"] == "step1000")["cosine"][b])(_bin)
 READERS["demo.attention.spread.min"] = lambda out: min(a["logit_spread"] for a in _causal(out)["attention"])
 READERS["demo.vocab_size"] = lambda out: _json(out / "demo" / "data" / "summary.json")["vocab_size"]
 READERS["demo.attention.spread.max"] = lambda out: max(a["logit_spread"] for a in _causal(out)["attention"])
@@ -169,6 +187,7 @@ def test_docs_results_quotes_each_figure_where_the_table_says():
 def test_formatted_like_keeps_the_quoted_precision():
     assert formatted_like(0.96912, "0.97") == "0.97" and formatted_like(1.1957, "1.20") == "1.20"
     assert formatted_like(4.2613e-13, "+4.34e-13") == "+4.26e-13" and formatted_like(-0.0644, "−0.066") == "-0.064"
+    assert formatted_like(-4.9875e-5, "−5.00e-5") == "-4.99e-5"
     assert formatted_like(712.0, "712") == "712" and formatted_like(16.650000000000002, "16.7") == "16.7"
     assert quoted_in("0.97", "W_O 0.97; V 0.93") and not quoted_in("0.97", "0.975") and not quoted_in("0.9", "10.9")
     assert quoted_in("−0.066", "against -0.066 at") and quoted_in("+4.50e-4", "B̄ +4.50e-4 /")

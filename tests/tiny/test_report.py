@@ -300,3 +300,17 @@ def test_frequent_partner_share_by_brute_force(markov_stats):
     led = sum(max((b for b in range(V) if inputs[b] >= min_count), key=lambda b: (pairs[a][b], -b)) in frequent
               for a in rows)
     assert frequent_partner_share(stats.bigram, stats, "bigram", "raw", 2, min_count) == pytest.approx(led / len(rows))
+
+
+def test_the_report_states_the_unknown_token_rate(story_report_inputs):
+    model, stats, vocabulary, tokens = story_report_inputs
+    report = association_report(model, stats, vocabulary, tokens, top=2, n_tokens=1)
+    assert "Unknown-token rate: 0 (no <unk> in the vocabulary" in report
+    # a vocabulary ending in <unk> (tiny_tokenize_natural.py --keep_unknown=True): its share of the tokens
+    with_unknown = vocabulary[:-1] + ["<unk>"]
+    unknown = len(vocabulary) - 1
+    share = float((tokens == unknown).double().mean())
+    assert share > 0
+    report = association_report(model, stats, with_unknown, tokens, top=2, n_tokens=1)
+    assert f"Unknown-token rate: {share:.2%} of the training tokens ({int((tokens == unknown).sum()):,} of " \
+           f"{tokens.numel():,}) are <unk>" in report
