@@ -30,6 +30,7 @@ Several processes (revisions and models shared out across ranks; the files equal
     torchrun --nproc_per_node=8 pythia.py --revisions=all --model_name=out/neox ...
 """
 from common.checkpoints.comparison import ComparisonConfig
+from common.checkpoints.explorer import write_explorers
 from common.checkpoints.suite import run_comparison
 from common.config import override
 from common.io import exit_on_user_error, write_json
@@ -58,4 +59,6 @@ if __name__ == "__main__":
         run = run_comparison(ComparisonConfig.from_settings(settings))
         if run.main:
             write_json(f"{output_dir}/pythia_config.json", {k: v for k, v in settings.items() if k != "_explicit"})
+            # the explorer page(s) and the per-token agreement (docs/pipelines.md), one per model
+            run.written += write_explorers(ComparisonConfig.from_settings(settings))
             print("wrote", ", ".join(map(str, run.written)))

@@ -15,11 +15,14 @@ and model list pythia.py reads, resumable and under torchrun as pythia.py.  Writ
         --target_layer=1
     torchrun --nproc_per_node=8 pythia_per_head.py --revisions=all --model_name=out/neox ...
 """
+from pathlib import Path
+
 from common.checkpoints.comparison import ComparisonConfig
+from common.checkpoints.explorer import write_explorers
 from common.checkpoints.results import plot_head_results
 from common.checkpoints.suite import run_comparison
 from common.config import override
-from common.io import exit_on_user_error
+from common.io import exit_on_user_error, write_json
 
 model_name = "EleutherAI/pythia-1.4b-deduped"  # hub name or folder; several: a,b or org/name-seed{1..9}
 revisions = "step1..step512"  # names, ranges a..b, re:<expression> (last), or all
@@ -47,5 +50,9 @@ if __name__ == "__main__":
             settings["revisions"] = steps
         run = run_comparison(ComparisonConfig.from_settings(settings), heads=True)
         if run.main:
+            config_file = Path(output_dir) / "pythia_config.json"   # the corpus settings pythia_explore.py reads
+            if not config_file.exists():
+                write_json(config_file, {k: v for k, v in settings.items() if k != "_explicit"})
+            run.written += write_explorers(ComparisonConfig.from_settings(settings))   # with the heads' cards
             figures = [p for plan in run.plans for p in plot_head_results(plan.output_dir, layer=target_layer)]
             print("wrote", ", ".join(map(str, run.written + figures)))
