@@ -12,5 +12,8 @@ matrices (docs/theory.md §6, §12).
     results            the result files, their layout and the heatmaps
     associations       per-token rows of corpus and checkpoint (next token, attention) for the explorer and agreement
     agreement          per-token agreement over revisions: model top-1 and top-k overlap with the statistic's partners
+    explorer           the checkpoint explorer: one offline page per model (and an overview for several), size limits
+    explorer_page.html   the explorer page's HTML, CSS and JavaScript (data embedded by explorer)
+    explorer_index.html  the overview page of several models' explorers
     topic_embeddings   Li, Li & Risteski (2023)'s embedding measure over revisions (§11)
 """

@@ -21,7 +21,7 @@ frequent token of K whose text without surrounding spaces is the one asked: `bir
 
 One offline file, data embedded as top-k partner tables (common/page.py).  The page holds
 2 + Σ_revisions (1 + layers + per-head heads) tables of |K| rows; past `max_bytes` only the rows of the
-most frequent tokens are kept, and the page says so.  Figures at Pythia's setting: docs/results_explorer.md.
+most frequent tokens are kept, and the page says so.  Figures at Pythia's setting: docs/benchmarks.md §10.
 
 Entry point of a comparison run: `write_explorers(config)` (one model, or several models' pages in
 {output_dir}/{model}/ and `write_explorer_overview` beside them: their agreement files aggregated into one
