@@ -59,6 +59,6 @@ if __name__ == "__main__":
         run = run_comparison(ComparisonConfig.from_settings(settings))
         if run.main:
             write_json(f"{output_dir}/pythia_config.json", {k: v for k, v in settings.items() if k != "_explicit"})
-            # the explorer page(s) and the per-token agreement (docs/pipelines.md), one per model
+            # the explorer page(s) and the per-token agreement (docs/pipelines.md §13), one per model
             run.written += write_explorers(ComparisonConfig.from_settings(settings))
             print("wrote", ", ".join(map(str, run.written)))
