@@ -7,7 +7,7 @@ or whether the turn lies beyond the series' radius of convergence.
 Usage:
     python topic_structure.py --out_dir=out/topics          # first: the trained run and its data
     python topic_series.py --structure_dir=out/topics --out_dir=out/topic_series
-    python topic_series.py --order=12 --series_sequences=2000
+    python topic_series.py --order=12 --series_sequences=0      # every training sequence (about 5× longer)
 Single process.  Writes --out_dir/{topic_series.json, topic_series.png/.pdf} (replaced as a whole when
 the run succeeds): per layer the contrast's series coefficients, where each partial sum turns negative,
 where the trained contrast does, and the radius estimates.
@@ -17,8 +17,8 @@ from common.io import exit_on_user_error
 
 structure_dir = "out/topics"    # a finished topic_structure.py run (its topic_structure.json and data/)
 order = 10                      # K: the series' coefficients c_1 … c_K (≥ 5: W leads with τ⁴)
-series_sequences = 0            # sequences the series is computed on (a seeded sample; 0: all training sequences)
-series_chunk = 64               # sequences per jet pass (memory, not the result, depends on it)
+series_sequences = 2000         # sequences the series is computed on (a seeded sample; 0: all training sequences)
+series_chunk = 250              # sequences per jet pass (memory, not the result, depends on it)
 seed = 0                        # the sample's seed
 device = "cpu"                  # cpu, cuda or auto
 progress = True                 # progress bar

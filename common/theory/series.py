@@ -46,6 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from common.io import UserError
+from common.theory.model import AttentionOnlyTransformer
 from common.theory.weight_kinds import KIND
 
 Tensor = torch.Tensor
@@ -312,7 +313,6 @@ def jet_loss(weights: dict, n_layers: int, tokens: Tensor, targets: Tensor, posi
 def check_inputs(model, x: Tensor, y: Tensor, order: int) -> None:
     """UserError (one line) for a model that is not a zero-initialised attention-only transformer,
     sequences that do not fit it, or an order below 1."""
-    from common.theory.model import AttentionOnlyTransformer
     if not isinstance(model, AttentionOnlyTransformer):
         raise UserError(f"the series is defined for common.theory.model.AttentionOnlyTransformer "
                         f"(got {type(model).__name__})")
@@ -332,7 +332,7 @@ def check_inputs(model, x: Tensor, y: Tensor, order: int) -> None:
         raise UserError(f"token ids must lie in [0, {model.vocab_size}) (got {low} … {high})")
 
 
-def gradient_flow_series(model, x: Tensor, y: Tensor, order: int, chunk_size: int = 32,
+def gradient_flow_series(model, x: Tensor, y: Tensor, order: int, chunk_size: int = 16,
                          device=None, progress: bool = False) -> list:
     """[c_1, …, c_order] of full-batch gradient flow on the mean cross-entropy of (x, y) ([N, T]
     token ids) from the zero-initialised `model`: c_k maps every name of `model.named_parameters()`
@@ -340,6 +340,8 @@ def gradient_flow_series(model, x: Tensor, y: Tensor, order: int, chunk_size: in
     `chunk_size` sequences per forward pass (memory, not the result, depends on it), on `device`
     (default: the model's)."""
     check_inputs(model, x, y, order)
+    if chunk_size < 1:
+        raise UserError(f"the chunk size must be at least 1 (got {chunk_size})")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     x, y = x.to(device).long(), y.to(device).long()
     position_index = model.position_index.to(device)

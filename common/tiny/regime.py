@@ -39,7 +39,7 @@ class RegimeConfig(Settings):
     threshold: float = 0.1
     tau_max: float = 45.0
     order: int = 6
-    series_sequences: int = 512
+    series_sequences: int = 256
     series_chunk: int = 16
     suggest_fraction: float = 0.5
     suggest_steps: int = 100

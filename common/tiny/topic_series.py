@@ -28,8 +28,8 @@ class TopicSeriesConfig(Settings):
     each comment; tests/tiny/test_topic_series.py proves the defaults below equal that block's)."""
     structure_dir: str = "out/topics"
     order: int = 10
-    series_sequences: int = 0
-    series_chunk: int = 64
+    series_sequences: int = 2000
+    series_chunk: int = 250
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -79,7 +79,8 @@ def trained_contrast(structure: dict, layer: int):
 
 
 def tau_grid(tau_max: float) -> list:
-    return [tau_max * 10 ** (k / 50) for k in range(-150, 1)]
+    """Geometric, from tau_max/300 to tau_max."""
+    return [tau_max * 10 ** (k / 50) for k in range(-124, 1)]
 
 
 def run_topic_series(cfg: TopicSeriesConfig) -> dict:

@@ -108,6 +108,23 @@ def _topics(out: Path) -> dict:
     return _json(out / "topics" / "structure" / "topic_structure.json")
 
 
+PYTHIA_FILES = {"attention": "attention_comparison_summary.json", "no_mlp": "cosine_similarity_summary_mids.json",
+                "embedding": "cosine_similarity_summary.json"}
+
+
+def _pythia(out: Path, measure: str, layer: int, revision: str) -> float:
+    path = out / "pythia" / "results" / f"revision_{revision}" / "matrix_theoretical" / PYTHIA_FILES[measure]
+    return _json(path)[f"layer_{layer}"]["cosine_similarity"]
+
+
+def _pythia_steps(out: Path) -> list:
+    return sorted(int(p.name.split("step")[1]) for p in (out / "pythia" / "results").glob("revision_step*"))
+
+
+def _pythia_range(out: Path, measures, layer: int, low: int, high: int, pick) -> float:
+    return pick(_pythia(out, m, layer, f"step{s}") for m in measures for s in _pythia_steps(out) if low <= s <= high)
+
+
 def _last_attention(entry: dict) -> str:
     return max((key for key in entry if key.startswith("attention_layer_")), key=lambda k: int(k.rsplit("_", 1)[1]))
 
@@ -146,6 +163,20 @@ for _bin in ("same_topic", "different_topic"):
     READERS[f"topics.embeddings.step1000.{_bin}"] = (
         lambda b: lambda out: next(r for r in _json(out / "topics" / "embeddings" / "topic_embeddings.json")["revisions"]
                                    if r["revision"] == "step1000")["cosine"][b])(_bin)
+for _kind in ("W_O", "V", "W", "P"):
+    for _lr in ("0.3", "1.0", "3.0"):
+        READERS[f"regime.{_kind}.measured.lr{_lr}"] = (lambda k, l: lambda out: _regime(out)[k]["measured_tau"][l])(_kind, _lr)
+    READERS[f"regime.{_kind}.measured.min"] = (lambda k: lambda out: min(_regime(out)[k]["measured_tau"].values()))(_kind)
+    READERS[f"regime.{_kind}.measured.max"] = (lambda k: lambda out: max(_regime(out)[k]["measured_tau"].values()))(_kind)
+for _measure in ("no_mlp", "embedding"):
+    READERS[f"pythia.{_measure}.layer1.peak"] = (lambda m: lambda out: _pythia_range(out, [m], 1, 0, 10 ** 9, max))(_measure)
+READERS["pythia.late.layer1.min"] = lambda out: _pythia_range(out, ["no_mlp", "embedding"], 1, 256, 2000, min)
+READERS["pythia.late.layer1.max"] = lambda out: _pythia_range(out, ["no_mlp", "embedding"], 1, 256, 2000, max)
+for _measure in PYTHIA_FILES:
+    for _layer in (0, 1):
+        for _step in (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000):
+            READERS[f"pythia.{_measure}.layer{_layer}.step{_step}"] = (
+                lambda m, l, s: lambda out: _pythia(out, m, l, f"step{s}"))(_measure, _layer, _step)
 READERS["demo.attention.spread.min"] = lambda out: min(a["logit_spread"] for a in _causal(out)["attention"])
 READERS["demo.vocab_size"] = lambda out: _json(out / "demo" / "data" / "summary.json")["vocab_size"]
 READERS["demo.attention.spread.max"] = lambda out: max(a["logit_spread"] for a in _causal(out)["attention"])

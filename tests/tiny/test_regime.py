@@ -62,11 +62,18 @@ def data_dir(tmp_path_factory):
 TINY = ["--seq_len=12", "--batch_size=8", "--n_layers=2", "--progress=False", "--tau_max=12", "--series_sequences=24"]
 
 
-def test_regime_script_writes_the_four_outputs(data_dir, tmp_path):
-    out = tmp_path / "regime"
+@pytest.fixture(scope="module")
+def regime(data_dir, tmp_path_factory):
+    """(stdout, output folder) of one tiny_regime.py run."""
+    out = tmp_path_factory.mktemp("regime_run") / "regime"
     result = run_script("tiny_regime.py", f"--data_dir={data_dir}", f"--out_dir={out}", "--lrs=1.0,4.0",
                         "--threshold=0.05", *TINY)
-    assert "predicted τ*" in result.stdout and "radius of convergence" in result.stdout
+    return result.stdout, out
+
+
+def test_regime_script_writes_the_four_outputs(regime):
+    stdout, out = regime
+    assert "predicted τ*" in stdout and "radius of convergence" in stdout
     summary = json.loads((out / "regime.json").read_text())
     assert summary["threshold"] == 0.05
     assert set(summary) == {"threshold", "W_O", "V", "W", "P", "radius", "series", "suggestion"}
@@ -84,11 +91,18 @@ def test_regime_script_writes_the_four_outputs(data_dir, tmp_path):
     assert summary["radius"]["root"] > 0
     for name in ("regime.png", "regime.pdf", "regime.md"):
         assert (out / name).stat().st_size > 0
-    assert "| W |" in (out / "regime.md").read_text() and summary["suggestion"]["command"] in (out / "regime.md").read_text()
+    markdown = (out / "regime.md").read_text()
+    assert "| W |" in markdown and summary["suggestion"]["command"] in markdown
     logs = json.loads((out / "runs" / "lr_4" / "training_logs.json").read_text())
     assert [e["step"] for e in logs] == [1, 2, 3] and "W_O_path_rel_err" in logs[-1]
-    # the suggested run is a command that works as printed (here cut to one step, in a scratch folder)
-    command = shlex.split(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_suggested_run_works_as_printed(regime, tmp_path):
+    # the last line printed is a command to paste; here it runs cut to one step, in a scratch folder
+    stdout, out = regime
+    summary = json.loads((out / "regime.json").read_text())
+    command = shlex.split(stdout.strip().splitlines()[-1])
     assert command[:2] == ["python", "tiny_self_attn_natural.py"] and command == shlex.split(summary["suggestion"]["command"])
     run = tmp_path / "suggested"
     run_script(command[1], *command[2:], "--max_steps=1", "--progress=False", "--report_top=0", f"--out_dir={run}")
