@@ -34,7 +34,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from tqdm.auto import tqdm
+from common.progress import progress_bar, write
 
 from common.checkpoints.agreement import (CURVES_STEM, aggregate_agreement, agreement_record, check_k,
                                           dense_values_at, read_agreement, revision_agreement, statistic_rows,
@@ -171,7 +171,7 @@ class CorpusSide:
     counts: object                # common.checkpoints.associations.NextTokenCounts
 
 
-def corpus_side(config: ComparisonConfig, tokenizer, full_vocab_size: int, device, log=tqdm.write) -> CorpusSide:
+def corpus_side(config: ComparisonConfig, tokenizer, full_vocab_size: int, device, log=write) -> CorpusSide:
     """Q̄ from the comparison's statistics cache (computed when absent) and the next-token counts (cached beside)."""
     from common.checkpoints.token_statistics import load_or_compute_statistics, tokenizer_fingerprint
 
@@ -188,7 +188,7 @@ def corpus_side(config: ComparisonConfig, tokenizer, full_vocab_size: int, devic
 
 
 def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = ExplorerConfig(), corpus=None,
-                        log=tqdm.write):
+                        log=write):
     """(page data, agreement record, corpus side) of one model's comparison folder `config.output_dir`, from its
     checkpoints (`config.model_name`) and its corpus (`corpus`, or the comparison's cache)."""
     from common.checkpoints.loading import CheckpointSource, single_token_representations
@@ -240,7 +240,7 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
 
     biases = getattr(config, "attention_bias", True)
     pages, measures = [], {}
-    for revision in tqdm(revisions, desc="explorer: revisions"):
+    for revision in progress_bar(revisions, desc="explorer: revisions"):
         model = source.load_model(revision)
         if int(token_ids.max()) >= model.config.vocab_size:
             raise UserError(f"revision {revision} has a vocabulary of {model.config.vocab_size} tokens but the "
@@ -301,14 +301,14 @@ def _write(output_dir, data: dict, record: dict) -> list:
 
 
 def write_checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = ExplorerConfig(),
-                              log=tqdm.write) -> list:
+                              log=write) -> list:
     """{output_dir}/explorer.html, association_agreement.json and its curves (PNG, PDF) for one model's
     comparison folder `config.output_dir`; returns the paths."""
     data, record, _ = checkpoint_explorer(config, options, log=log)
     return _write(config.output_dir, data, record)
 
 
-def write_explorers(config: ComparisonConfig, options: ExplorerConfig = ExplorerConfig(), log=tqdm.write) -> list:
+def write_explorers(config: ComparisonConfig, options: ExplorerConfig = ExplorerConfig(), log=write) -> list:
     """The explorers of a comparison run, as pythia.py and pythia_per_head.py lay it out: one model in
     `config.output_dir`, or several (`--model_name` a comma list or a brace range) in
     {output_dir}/{model}/ with the overview beside them (`write_explorer_overview`).  Every model's folder is

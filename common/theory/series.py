@@ -43,7 +43,7 @@ import math
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
+from common.progress import progress_bar
 
 from common.io import UserError
 from common.theory.model import AttentionOnlyTransformer
@@ -352,7 +352,7 @@ def gradient_flow_series(model, x: Tensor, y: Tensor, order: int, chunk_size: in
     n_positions = x.numel()
     chunks = list(zip(x.split(chunk_size), y.split(chunk_size)))
     coefficients = []
-    bar = tqdm(total=order * len(chunks), desc="series", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=order * len(chunks), desc="series", disable=not progress, dynamic_ncols=True)
     for k in range(order):
         weights = _weight_jets(leaves, coefficients, k)
         for xs, ys in chunks:

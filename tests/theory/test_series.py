@@ -165,3 +165,12 @@ def test_bad_input(markov):
                           ((x[:0, :4], y[:0, :4], 2), "non-empty"), ((x[:, :4] + 8, y[:, :4], 2), r"\[0, 8\)")]:
         with pytest.raises(UserError, match=message):
             gradient_flow_series(model, *args)
+
+
+def test_same_inputs_give_the_same_bytes(markov):
+    from common.device import configure_numerics
+    configure_numerics(True)
+    x, y = markov(6, 6, 9, seed=8)
+    model = AttentionOnlyTransformer(9, 6, 2)
+    first, second = (gradient_flow_series(model, x, y, 5, chunk_size=4) for _ in range(2))
+    assert all(torch.equal(a[name], b[name]) for a, b in zip(first, second) for name in a)

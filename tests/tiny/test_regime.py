@@ -97,7 +97,7 @@ def test_regime_script_writes_the_four_outputs(regime):
     assert [e["step"] for e in logs] == [1, 2, 3] and "W_O_path_rel_err" in logs[-1]
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # a second training process (about 20 s)
 def test_suggested_run_works_as_printed(regime, tmp_path):
     # the last line printed is a command to paste; here it runs cut to one step, in a scratch folder
     stdout, out = regime
