@@ -37,7 +37,7 @@ _PLANTED = "bird,dog,cow,fish,owl,robot"
 def demo_steps(out: Path) -> list:
     """The demo's commands, each a script of the project with its arguments."""
     return [
-    ["tiny_tokenize_natural.py", "--data=synthetic", "--n_stories=3000", f"--out_dir={out / 'data'}"],
+    ["tiny_tokenize_natural.py", "--data=synthetic", "--n_stories=3000", "--seq_len=64", f"--out_dir={out / 'data'}"],
     ["tiny_self_attn_natural.py", f"--data_dir={out / 'data'}", f"--out_dir={out / 'run'}", "--seq_len=64",
      "--batch_size=64", "--epochs=2", "--lr=0.45", "--log_every=0.2", "--save_every=1", "--report_tokens=8",
      f"--report_words={_PLANTED}"],

@@ -31,7 +31,7 @@ if __name__ == "__main__":
         resolve_device(device)                      # a mistyped device fails before any work
         from common.tiny.explorer import EXPLORER_FILE, write_explorer
         from common.io import UserError, read_json
-        from common.tiny.report import VIEWS, check_view
+        from common.theory.association_views import VIEWS, check_view
         from common.tiny.training import CHECKPOINT_DIR, LOG_FILE, checkpoint_paths, load_run
         check_view(view, "view", VIEWS)
         found = checkpoint_paths(out_dir)

@@ -2,7 +2,7 @@
 the nested forward-mode formulation (common/theory/reference.py, k nested jvp of the gradient), on the
 same sequences; then, optionally, the cost of the jets alone on a whole corpus.
 
-    python benchmarks/series_bench.py                      # demo size: V=712, T=64, L=3, 8 sequences, c_1 … c_5
+    python benchmarks/series_bench.py                      # demo size: V=712, T=64, L=3, 4 sequences, c_1 … c_5
     python benchmarks/series_bench.py --baseline=False --data_dir=data/synthetic --sequences=0 --order=6
                                                            # the cost of c_1 … c_6 on the whole demo corpus
     python benchmarks/series_bench.py --device=cuda --baseline=False --vocab_size=3000 --seq_len=200 \\
@@ -25,7 +25,7 @@ from common.theory.reference import nested_jvp_series  # noqa: E402
 from common.theory.series import gradient_flow_series  # noqa: E402
 
 inherit(globals(), "demo_size.py")   # vocab_size, seq_len, n_layers, device, seed, repeats
-sequences = 8          # sequences the series is taken on (0 with --data_dir: all of them)
+sequences = 4          # sequences the series is taken on (0 with --data_dir: all of them)
 order = 5              # c_1 … c_order
 chunk = 16             # sequences per jet pass
 baseline = True        # also time the nested forward-mode formulation (about 2^k gradients per order)

@@ -9,5 +9,8 @@ LMs). The theory never imports a pipeline.
     hub         is the model/data hub reachable, and which revisions does the local cache hold?
     plotting    figures as PNG and PDF, the training-curve figure
     page        self-contained HTML pages with embedded top-k partner tables (the explorers)
+    page.html   the explorers' common outer page, with page.css and page.js (shared style and scripts) inlined
+    page.css    (inlined into every explorer page)
+    page.js     (inlined into every explorer page)
     progress    every progress bar: tqdm on a terminal, plain periodic lines in a log
 """

@@ -1,15 +1,19 @@
-"""Self-contained HTML pages with embedded data (the association explorers of both wings): a page's
-HTML, CSS and JavaScript live in a `.html` file inside its package, read with importlib.resources, with
-`__TITLE__` and `__DATA__` filled in; the data travel as top-k partner tables, never whole matrices.
+"""Self-contained HTML pages with embedded data (the association explorers of both wings), one file each
+with nothing fetched.  A page's own style, markup and script live in a `.html` file inside its package (its
+`<style>` element first, then its body), read with importlib.resources; page_html puts them into the frame
+that the pages share, page.html beside this module, with the shared style and script (page.css, page.js:
+the error box, element and table helpers, an explorer's top bar and URL state), the title and the data.
+The data travel as top-k partner tables, never whole matrices.
 
 A partner table holds, for each chosen row of a token × token matrix, its k largest entries: the partner
 ids (uint16, or uint32 past 65 536 tokens), their values as int16 fractions of the row's largest |value|
-and that float32 scale, each base64-encoded little-endian (the page decodes them with DataView).
+and that float32 scale, each base64-encoded little-endian (page.js decodes them: `partners`).
 """
 import base64
 import html
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +23,11 @@ import torch
 from common.io import atomic_path
 
 ROW_CHUNK = 1024          # rows per top-k call (a V = 10000 float64 block is 800 MB)
-QUANTUM = 32767           # int16 steps per row scale
+QUANTUM = 32767           # int16 steps per row scale (page.js divides by it too)
+FRAME = "page.html"       # every page's frame, beside this module, and the shared files it inlines
+SHARED = {"__PAGE_CSS__": "page.css", "__PAGE_JS__": "page.js"}
+PLACEHOLDER = re.compile(r"__(?:TITLE|DATA|PAGE_CSS|PAGE_JS|STYLE|BODY)__")
+PAGE = re.compile(r"<style>\n(?P<style>.*?)</style>\n(?P<body>.*)", re.S)   # a page file: its style, its body
 
 
 def top_partner_table(matrix: torch.Tensor, rows, k: int, skip_self: bool = False):
@@ -77,11 +85,20 @@ def table_bytes(rows: int, k: int, vocab_size: int) -> int:
 
 
 def page_html(package: str, name: str, data: dict, title: str) -> str:
-    """The page `name` of `package` with its title and data embedded (`</` escaped in the JSON, so no
-    token can close the script element)."""
-    template = resources.files(package).joinpath(name).read_text(encoding="utf-8")
+    """The page `name` of `package` in the frame, with the shared style and script, its title and its
+    data (`</` escaped in the JSON, so no token can close the script element).  One pass over the frame:
+    a placeholder's name inside the page, the data or the title stays as it is."""
+    page = PAGE.fullmatch(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
+    if page is None:
+        raise ValueError(f"{package}/{name} does not start with its <style> element")
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
-    return template.replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)
+    fills = {"__TITLE__": html.escape(title), "__DATA__": payload, "__STYLE__": page["style"], "__BODY__": page["body"]}
+    fills.update({mark: _shared(file) for mark, file in SHARED.items()})
+    return PLACEHOLDER.sub(lambda match: fills[match.group(0)], _shared(FRAME))
+
+
+def _shared(file: str) -> str:
+    return resources.files(__package__).joinpath(file).read_text(encoding="utf-8")
 
 
 def write_page(path, text: str) -> Path:

@@ -47,10 +47,10 @@ from common.checkpoints.revisions import revision_step, sort_revisions
 from common.config import Settings
 from common.io import UserError
 from common.page import page_html, partner_table, table_bytes, write_page
-from common.tiny.report import MIN_COUNT, PAGE_VIEWS, check_view, strongest_pairs
+from common.theory.association_views import MIN_COUNT, PAGE_VIEWS, check_view, strongest_pairs
 
 EXPLORER_FILE = "explorer.html"
-PAGE_FILE = "explorer_page.html"        # the page's HTML, CSS and JavaScript, beside this module
+PAGE_FILE = "explorer_page.html"        # the page's own style, markup and script, beside this module (common/page.html wraps it)
 INDEX_FILE = "explorer_index.html"      # the several-models overview page
 MAX_BYTES = 40_000_000
 STATISTICS = (("bigram", "B̄", "a → next token (corpus)"), ("attention_map", "Q̄", "query a attends to (corpus)"))

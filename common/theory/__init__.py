@@ -9,6 +9,7 @@ checkpoints, and no import of a pipeline (corpus, tiny, checkpoints).
     similarity      cosine, relative error and factored rsa (§4)
     weight_kinds    the one table of weight kinds: statistic, symbol, log keys, leading power (§3, §5)
     alignment       each weight's cosine with its statistic and relative error to its prediction
+    association_views  how a row of a statistic or weight is read (raw, normalised, lift) and the strongest pairs
     topic_measures  same-topic / different-topic binned means of weights, attention, closed forms (§11)
     reference       deliberately naive formulations: the tests' ground truth, the benchmarks' baseline
 """

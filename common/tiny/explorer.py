@@ -30,8 +30,8 @@ from common.theory.model import AttentionOnlyTransformer
 from common.theory.path_exact import split_checkpoint
 from common.tiny.training import RunCallback
 from common.page import encode_partners, page_html, partner_table, table_bytes, write_page
-from common.tiny.report import (MIN_COUNT, VIEWS, check_view, lift_key_power, lifted_rows,
-                                strongest_association_tokens, strongest_pair_table, token_frequency)
+from common.theory.association_views import (MIN_COUNT, VIEWS, check_view, lift_key_power, lifted_rows,
+                                              strongest_association_tokens, strongest_pair_table, token_frequency)
 from common.theory.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
 
 EXPLORER_FILE = "explorer.html"
@@ -159,7 +159,7 @@ def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: i
             "default_token": vocabulary[strongest[0] if strongest else int(frequency.argmax())]}
 
 
-PAGE_FILE = "explorer_page.html"   # the page's HTML, CSS and JavaScript, beside this module
+PAGE_FILE = "explorer_page.html"   # the page's own style, markup and script, beside this module (common/page.html wraps it)
 
 
 def explorer_page(data: dict) -> str:

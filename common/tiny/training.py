@@ -324,7 +324,7 @@ class Trainer:
         return path
 
     def run(self) -> dict:
-        from tqdm.auto import tqdm
+        from common.progress import progress_bar
         cfg, proc = self.cfg, self.proc
         log_steps = self.log_steps | {self.stop_step}
         save_steps = event_steps(cfg.save_every, self.steps_per_epoch, self.total_steps) | {self.stop_step}
@@ -335,7 +335,7 @@ class Trainer:
             self.log(self.plan())
         model = self.ddp or self.model
         no_sync = self.ddp.no_sync if self.ddp is not None else None
-        bar = tqdm(total=self.stop_step, initial=self.step, desc="training", disable=not (cfg.progress and proc.main),
+        bar = progress_bar(total=self.stop_step, initial=self.step, desc="training", disable=not (cfg.progress and proc.main),
                    dynamic_ncols=True)
         interrupt = InterruptFlag()
         with interrupt:
@@ -434,7 +434,7 @@ def check_resumable(out_dir) -> None:
 def too_few_sequences(n: int, cfg: TrainConfig, world: int, story_lengths) -> str:
     """The error for a data set smaller than one global batch, naming every lever in order of effect,
     with the count each would give where it can be computed from the story lengths."""
-    from common.corpus.tokenize import sequence_counts
+    from common.corpus.tokenize import sequence_counts, sequences_at_other_vocab_sizes
     batch = cfg.batch_size * cfg.grad_accum * world
     shorter = [t for t in (128, 64, 32, 16) if t < cfg.seq_len]
     counts = sequence_counts(story_lengths, shorter, cfg.windows)
@@ -446,7 +446,14 @@ def too_few_sequences(n: int, cfg: TrainConfig, world: int, story_lengths) -> st
     if not cfg.windows:
         windows = sequence_counts(story_lengths, cfg.seq_len, True)[cfg.seq_len]
         levers.append(f"--windows=True ({windows:,} at --seq_len={cfg.seq_len})")
-    levers.append("a larger --vocab_size in the tokenizer (keeps more stories)")
+    # the tokenizer counted the sequences other vocabulary sizes would give (summary.json)
+    summary_path = Path(cfg.data_dir) / "summary.json"
+    summary = read_json(summary_path, "tokenizer summary") if summary_path.exists() else {}
+    larger = {v: count for v, count in sequences_at_other_vocab_sizes(summary, cfg.seq_len, cfg.windows).items()
+              if count > n}
+    levers.append("a larger --vocab_size in the tokenizer (keeps more stories"
+                  + (": " + ", ".join(f"--vocab_size={v} gives {count:,}" for v, count in sorted(larger.items()))
+                     if larger else "") + ")")
     levers.append(f"--batch_size={max(1, n // (cfg.grad_accum * world))} or lower" if n >= cfg.grad_accum * world
                   else "a smaller --batch_size")
     return (f"{n} training sequences are fewer than one global batch ({cfg.batch_size} × {cfg.grad_accum} "

@@ -17,7 +17,7 @@ import torch
 
 from common.page import decode_table
 from common.tiny.explorer import explorer_data, explorer_page
-from common.tiny.report import MIN_COUNT, statistic_view, strongest_pair_table, weight_view
+from common.theory.association_views import MIN_COUNT, statistic_view, strongest_pair_table, weight_view
 from conftest import ROOT, browse, chromium, run_script, tiny_stories, write_txt
 
 TRAIN = ["--seq_len=16", "--windows=True", "--max_sequences=512", "--batch_size=64", "--epochs=2", "--lr=1.0",

@@ -14,12 +14,30 @@ from conftest import ROOT, run_script
 TINY = ["--n_topics=3", "--words_per_topic=4", "--min_length=18", "--max_length=24", "--n_documents=64",
         "--heldout_documents=8", "--seq_len=16", "--batch_size=16", "--epochs=2", "--lr=2.0", "--log_every=0.5",
         "--progress=False"]
+# a trained run's W contrast per log point (step, contrast of layers 0, 1, 2): positive, then the last
+# two layers turn negative between steps 3 and 4
+LOG = [(1, (1e-9, 2e-9, 3e-9)), (2, (4e-9, 5e-9, 6e-9)), (3, (2e-9, 1e-9, 3e-9)), (4, (1e-9, -3e-9, -1e-9))]
 
 
 @pytest.fixture(scope="module")
 def structure(tmp_path_factory):
+    """The folder a topic_structure.py run leaves (its data/ with topics.json and a topic_structure.json
+    with the trained W's binned means at each log point), written here without training."""
+    import datasets
+
+    from common.corpus.lda import TABLE_FILE, LDAParameters, generate_lda
+    from common.corpus.tokenize import tokenize_natural, write_token_folder
+    from common.io import write_json
     out = tmp_path_factory.mktemp("topics") / "structure"
-    run_script("topic_structure.py", *TINY, f"--out_dir={out}")
+    corpus = generate_lda(LDAParameters(n_topics=3, words_per_topic=4, min_length=18, max_length=24,
+                                        n_documents=40), seed=1)
+    stories, vocabulary, frequencies, summary = tokenize_natural(
+        datasets.Dataset.from_dict({"text": corpus.documents}), 3000)
+    write_token_folder(out / "data", stories, vocabulary, frequencies, summary, extra_files={TABLE_FILE: corpus.table})
+    trained = [dict({"step": step}, **{f"W_layer_{l}": {"same_token": 0.0, "same_topic": c, "different_topic": 0.0}
+                                       for l, c in enumerate(contrasts)}) for step, contrasts in LOG]
+    write_json(out / "topic_structure.json", {"settings": {"lr": 2.0, "seq_len": 16, "n_layers": 3},
+                                              "trained": trained})
     return out
 
 
@@ -44,7 +62,7 @@ def test_topic_series_end_to_end(structure, tmp_path):
     out = tmp_path / "series"
     printed = run_script("topic_series.py", f"--structure_dir={structure}", "--order=6", "--progress=False",
                          f"--out_dir={out}").stdout
-    assert "W layer 2: trained contrast turns negative at τ ≈" in printed
+    assert "W layer 1: trained contrast turns negative at τ ≈ 6.5" in printed
     result = json.loads((out / "topic_series.json").read_text())
     assert (out / "topic_series.png").stat().st_size > 0 and (out / "topic_series.pdf").stat().st_size > 0
     assert (result["order"], result["sequences"], result["lr"]) == (6, result["of"], 2.0)
@@ -63,14 +81,28 @@ def test_topic_series_end_to_end(structure, tmp_path):
             if turn is not None:      # the partial sum changes sign there
                 values = partial_sums(row["contrast_coefficients"], [turn * 0.99, turn * 1.01], int(K))
                 assert values[0] > 0 > values[1], (layer, K)
-        trained = json.loads((structure / "topic_structure.json").read_text())["trained"]
+    assert result["layers"]["0"]["trained_turn"] is None
+    assert result["layers"]["1"]["trained_turn"] == pytest.approx(2.0 * (3 + 1 / 4))     # τ = ηs, η = 2
+    assert result["layers"]["2"]["trained_turn"] == pytest.approx(2.0 * (3 + 3 / 4))
+
+
+@pytest.mark.slow   # a real topic_structure.py run first (about 30 s)
+def test_topic_series_after_a_real_topic_structure_run(tmp_path):
+    structure = tmp_path / "topics"
+    run_script("topic_structure.py", *TINY, f"--out_dir={structure}")
+    run_script("topic_series.py", f"--structure_dir={structure}", "--order=5", "--progress=False",
+               f"--out_dir={tmp_path / 'series'}")
+    result = json.loads((tmp_path / "series" / "topic_series.json").read_text())
+    trained = json.loads((structure / "topic_structure.json").read_text())["trained"]
+    for layer, row in result["layers"].items():
         contrasts = [e[f"W_layer_{layer}"]["same_topic"] - e[f"W_layer_{layer}"]["different_topic"] for e in trained]
-        steps = [2.0 * e["step"] for e in trained]
-        assert row["trained_turn"] == first_negative(steps, contrasts)
+        assert row["trained_turn"] == first_negative([2.0 * e["step"] for e in trained], contrasts)
+        assert row["contrast_coefficients"][3] > 0
 
 
 @pytest.mark.parametrize("args,message", [(["--order=4"], "--order must be at least 5"),
-                                          (["--structure_dir=MISSING"], "no topic_structure.py run")])
+                                          (["--structure_dir=MISSING"], "no topic_structure.py run"),
+                                          (["--series_chunk=0"], "--series_chunk")])
 def test_topic_series_bad_input(structure, tmp_path, args, message):
     args = [a.replace("MISSING", str(tmp_path / "missing")) for a in args]
     out = tmp_path / "series"
