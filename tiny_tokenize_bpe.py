@@ -19,5 +19,6 @@ out_dir = "data/bpe"              # output folder (replaced atomically)
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.corpus.tokenize import run_tokenizer
-        run_tokenizer("bpe", override(globals()))
+        from common.corpus.tokenize import TokenizerConfig, run_tokenizer, summary_lines
+        summary = run_tokenizer("bpe", TokenizerConfig.from_settings(override(globals())))
+        print("\n".join(summary_lines(summary, out_dir)))

@@ -34,5 +34,6 @@ seed = 42                         # seed of the synthetic generator
 
 if __name__ == "__main__":
     with exit_on_user_error():
-        from common.corpus.tokenize import run_tokenizer
-        run_tokenizer("natural", override(globals()))
+        from common.corpus.tokenize import TokenizerConfig, run_tokenizer, summary_lines
+        summary = run_tokenizer("natural", TokenizerConfig.from_settings(override(globals())))
+        print("\n".join(summary_lines(summary, out_dir)))

@@ -30,24 +30,26 @@ RESULTS_VERSION = 2   # 2: attention scores from the per-token query/key vectors
 
 @dataclass
 class ComparisonConfig(Settings):
-    """The settings of one comparison run: pythia.py's and pythia_per_head.py's hyperparameters."""
-    model_name: str                  # hub name or folder; several: a comma list or org/name-seed{1..9}
-    revisions: object                # names, ranges step0..step512, re:<expression>, or all (a string or a list)
-    dataset: str = "openwebtext"     # openwebtext, fineweb, synthetic, or a local file / saved dataset
-    n_examples: int = 100000         # documents read from the corpus
-    max_seq_len: int = 128           # T
-    top_tokens: Optional[int] = None  # |K|; None = the whole vocabulary
+    """The settings of one comparison run: pythia.py's and pythia_per_head.py's hyperparameters, whose blocks
+    are the one home of each setting's meaning (tests/test_config.py proves the defaults below equal
+    pythia.py's; model_name and revisions have none here, target_layer is pythia_per_head.py's)."""
+    model_name: str
+    revisions: object
+    dataset: str = "openwebtext"
+    n_examples: int = 100000
+    max_seq_len: int = 128
+    top_tokens: Optional[int] = None
     device: str = "auto"
     output_dir: str = "out/pythia"
     cache_dir: str = "out/pythia_cache"
-    batch_size: int = 1024           # tokens per forward pass of the single-token representations
-    chunk_size: int = 256            # sequences per scatter-add chunk of the statistics
-    max_unknown_rate: float = 0.01   # warn when more of the corpus's tokens are the unknown token
-    target_layer: Optional[int] = None  # the per-head comparison's layer
-    deterministic: bool = True       # deterministic kernels: the same numbers on every run (docs/theory.md §13)
-    integrity_reference: str = ""    # one more revision (e.g. main) hashed against the compared ones
-    recompute: bool = False          # recompute revisions whose results exist for the same weights and settings
-    attention_bias: bool = True      # the projections' biases in the scores (False: the release's bilinear form)
+    batch_size: int = 1024
+    chunk_size: int = 256
+    max_unknown_rate: float = 0.01
+    target_layer: Optional[int] = None
+    deterministic: bool = True
+    integrity_reference: str = ""
+    recompute: bool = False
+    attention_bias: bool = True
 
 
 def compute_dtype(device: torch.device):

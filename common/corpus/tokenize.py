@@ -31,12 +31,14 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common.config import Settings
 from common.io import UserError, atomic_directory, read_json, write_json
 
 NATURAL_PATTERN = re.compile(r"[^\W\d_]+|\S")   # letter runs, or any other single non-space char
@@ -460,24 +462,41 @@ def default_num_proc(n_stories: int) -> int:
     return 1 if n_stories < 50_000 else max(1, min(8, os.cpu_count() or 1))
 
 
-def run_tokenizer(kind: str, config: dict) -> dict:
-    """The body of tiny_tokenize_{natural,bpe}.py: load `data`, tokenize, write `out_dir`, print."""
+@dataclass
+class TokenizerConfig(Settings):
+    """tiny_tokenize_natural.py's settings (the BPE script inherits them and changes vocab_size and out_dir);
+    meaning and defaults are that block's (the one home of each comment; tests/test_config.py proves the
+    defaults below equal it)."""
+    data: str = "roneneldan/TinyStories"
+    split: str = "train"
+    text_field: str = "text"
+    n_stories: int = 20000
+    max_stories: int = 0
+    vocab_size: int = 3000
+    keep_unknown: bool = False
+    seq_len: int = 200
+    out_dir: str = "data/natural"
+    num_proc: int = 0
+    seed: int = 42
+
+
+def run_tokenizer(kind: str, config: TokenizerConfig) -> dict:
+    """The body of tiny_tokenize_{natural,bpe}.py: load `data`, tokenize, write `out_dir`; returns the
+    summary (summary_lines says it for the script)."""
     from common.corpus.text import generated_files, load_text_dataset
-    dataset = load_text_dataset(config["data"], config["split"], config["text_field"],
-                                n_synthetic=config["n_stories"], seed=config["seed"])
-    if config["max_stories"]:
-        dataset = dataset.select(range(min(config["max_stories"], len(dataset))))
-    num_proc = config["num_proc"] or default_num_proc(len(dataset))
-    if kind == "bpe" and config.get("keep_unknown"):
+    dataset = load_text_dataset(config.data, config.split, config.text_field, n_synthetic=config.n_stories,
+                                seed=config.seed)
+    if config.max_stories:
+        dataset = dataset.select(range(min(config.max_stories, len(dataset))))
+    num_proc = config.num_proc or default_num_proc(len(dataset))
+    if kind == "bpe" and config.keep_unknown:
         raise UserError("--keep_unknown is for the natural tokenizer: BPE keeps every story, with its own <unk>")
     if kind == "natural":
         stories, vocabulary, frequencies, summary = tokenize_natural(
-            dataset, config["vocab_size"], num_proc, config.get("keep_unknown", False), config.get("seq_len", 200))
+            dataset, config.vocab_size, num_proc, config.keep_unknown, config.seq_len)
         tokenizer = None
     else:
         stories, vocabulary, frequencies, summary, tokenizer = tokenize_bpe(
-            dataset, config["vocab_size"], num_proc, config.get("seq_len", 200))
-    summary = write_token_folder(config["out_dir"], stories, vocabulary, frequencies, summary, tokenizer,
-                                 generated_files(config["data"]))
-    print("\n".join(summary_lines(summary, config["out_dir"])))
-    return summary
+            dataset, config.vocab_size, num_proc, config.seq_len)
+    return write_token_folder(config.out_dir, stories, vocabulary, frequencies, summary, tokenizer,
+                              generated_files(config.data))

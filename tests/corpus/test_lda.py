@@ -8,7 +8,7 @@ import pytest
 from common.io import UserError
 from common.corpus.lda import (LDAParameters, generate_lda, parse_source, read_topic_table, topic_table, word_names,
                               word_topics)
-from common.corpus.tokenize import natural_tokens, run_tokenizer
+from common.corpus.tokenize import TokenizerConfig, natural_tokens, run_tokenizer
 from common.theory.topic_measures import vocabulary_topics
 
 SMALL = LDAParameters(n_topics=4, words_per_topic=5, alpha=0.3, min_length=12, max_length=20, n_documents=80)
@@ -60,9 +60,8 @@ def test_topics_survive_the_tokenizer_whose_ids_are_not_word_ids(tmp_path):
     """The trap of that paper's release: topics looked up by token id. Here the natural tokenizer orders
     its vocabulary by frequency, so ids differ from the generator's word ids; the table is by word."""
     corpus = generate_lda(SMALL, 4)
-    run_tokenizer("natural", {"data": "lda:n_topics=4,words_per_topic=5,alpha=0.3,min_length=12,max_length=20",
-                              "split": "train", "text_field": "text", "n_stories": 80, "max_stories": 0,
-                              "vocab_size": 3000, "out_dir": str(tmp_path / "tok"), "num_proc": 1, "seed": 4})
+    run_tokenizer("natural", TokenizerConfig(data="lda:n_topics=4,words_per_topic=5,alpha=0.3,min_length=12,max_length=20",
+                                             n_stories=80, out_dir=str(tmp_path / "tok"), num_proc=1, seed=4))
     vocabulary = json.loads((tmp_path / "tok" / "vocabulary.json").read_text())
     table = json.loads((tmp_path / "tok" / "topics.json").read_text())
     assert table == corpus.table and set(vocabulary) == set(corpus.words)
