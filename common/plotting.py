@@ -11,13 +11,15 @@ from common.io import atomic_path  # noqa: E402
 
 
 def save_figure(fig, stem) -> list:
-    """Write `fig` to `<stem>.png` and `<stem>.pdf`; returns the two paths."""
+    """Write `fig` to `<stem>.png` and `<stem>.pdf`; returns the two paths.  The PDF carries no creation
+    date, so the same figure gives the same bytes (reruns and resumed runs compare equal)."""
     stem = Path(stem)
     paths = []
     for suffix in (".png", ".pdf"):
         path = stem.with_suffix(suffix)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=suffix[1:], dpi=150, bbox_inches="tight",
+                        metadata={"CreationDate": None} if suffix == ".pdf" else None)
         paths.append(path)
     plt.close(fig)
     return paths
