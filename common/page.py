@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.io import atomic_path
+from common.io import UserError, atomic_path
 
 ROW_CHUNK = 1024          # rows per top-k call (a V = 10000 float64 block is 800 MB)
 QUANTUM = 32767           # int16 steps per row scale (page.js divides by it too)
@@ -106,3 +106,31 @@ def write_page(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def page_bytes(n_rows: int, n_tokens: int, n_tables: int, top: int, fixed: int) -> int:
+    """Bytes of a page holding `n_rows` rows of each table (common.page.table_bytes) beside `fixed` bytes."""
+    return fixed + n_tables * table_bytes(n_rows, top, n_tokens)
+
+
+def rows_that_fit(n_tokens: int, n_tables: int, top: int, fixed: int, max_bytes: int) -> int:
+    """The most rows a page of `max_bytes` holds (every row when they all fit)."""
+    if page_bytes(n_tokens, n_tokens, n_tables, top, fixed) <= max_bytes:
+        return n_tokens
+    per_row = (page_bytes(n_tokens, n_tokens, n_tables, top, 0) - page_bytes(0, n_tokens, n_tables, top, 0)) / n_tokens
+    return max(0, int((max_bytes - page_bytes(0, n_tokens, n_tables, top, fixed)) / per_row))
+
+
+def rows_on_page(n_tokens: int, n_tables: int, top: int, fixed: int, max_bytes: int, what: str, advice: str):
+    """(rows kept, notes for the page): every row when the page fits in `max_bytes`, else the most rows
+    that fit, with a note saying so (a page that cannot hold even its token list is one UserError)."""
+    n_rows = rows_that_fit(n_tokens, n_tables, top, fixed, max_bytes)
+    if n_rows == n_tokens:
+        return n_rows, []
+    if n_rows < 1:
+        raise UserError(f"a page of {max_bytes / 1e6:.1f} MB cannot hold even the list of {n_tokens} {what}; "
+                        f"raise --max_mb")
+    return n_rows, [f"This page holds the partners of the {n_rows} most frequent of the {n_tokens} {what} only: "
+                    f"all {n_tokens} rows of its {n_tables} tables would take "
+                    f"{page_bytes(n_tokens, n_tokens, n_tables, top, fixed) / 1e6:.1f} MB, over the "
+                    f"{max_bytes / 1e6:.1f} MB limit (raise --max_mb, {advice})."]

@@ -46,7 +46,7 @@ from common.checkpoints.integrity import column_label
 from common.checkpoints.revisions import revision_step, sort_revisions
 from common.config import Settings
 from common.io import UserError
-from common.page import page_html, partner_table, table_bytes, write_page
+from common.page import page_html, partner_table, rows_on_page, write_page
 from common.theory.association_views import MIN_COUNT, PAGE_VIEWS, check_view, strongest_pairs
 
 EXPLORER_FILE = "explorer.html"
@@ -116,19 +116,6 @@ def table_count(n_layers: int, n_heads: int, revisions: list, heads: dict) -> in
     every per-head layer covering it."""
     return 2 + sum(1 + n_layers + n_heads * sum(revision in covered for covered in heads.values())
                    for revision in revisions)
-
-
-def page_bytes(n_rows: int, n_tokens: int, n_tables: int, top: int, fixed: int) -> int:
-    """Bytes of a page holding `n_rows` rows of each table (common.page.table_bytes) beside `fixed` bytes."""
-    return fixed + n_tables * table_bytes(n_rows, top, n_tokens)
-
-
-def rows_that_fit(n_tokens: int, n_tables: int, top: int, fixed: int, max_bytes: int) -> int:
-    """The most rows a page of `max_bytes` holds (every row when they all fit)."""
-    if page_bytes(n_tokens, n_tokens, n_tables, top, fixed) <= max_bytes:
-        return n_tokens
-    per_row = (page_bytes(n_tokens, n_tokens, n_tables, top, 0) - page_bytes(0, n_tokens, n_tables, top, 0)) / n_tokens
-    return max(0, int((max_bytes - page_bytes(0, n_tokens, n_tables, top, fixed)) / per_row))
 
 
 def strongest_on_page(counts, rows: torch.Tensor, n_pairs: int, min_count: int = MIN_COUNT) -> list:
@@ -226,16 +213,7 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
     # token texts, ids and frequencies, the curves image and the agreement record beside the tables
     fixed = len(json.dumps(vocabulary, ensure_ascii=False).encode()) + 30 * K + 400_000
     max_bytes = int(options.max_mb * 1e6)
-    n_rows = rows_that_fit(K, n_tables, top, fixed, max_bytes)
-    notes = []
-    if n_rows < K:
-        if n_rows < 1:
-            raise UserError(f"a page of {options.max_mb:.1f} MB cannot hold even the token list of {K} tokens; "
-                            f"raise --max_mb")
-        notes.append(f"This page holds the partners of the {n_rows} most frequent of the {K} tokens of K only: "
-                     f"all {K} rows of its {n_tables} tables would take "
-                     f"{page_bytes(K, K, n_tables, top, fixed) / 1e6:.1f} MB, over the {options.max_mb:.1f} MB "
-                     f"limit (raise --max_mb, lower --top or --top_tokens).")
+    n_rows, notes = rows_on_page(K, n_tables, top, fixed, max_bytes, "tokens of K", "lower --top or --top_tokens")
     rows = counts.input_counts.argsort(descending=True, stable=True)[:n_rows].sort().values
 
     biases = getattr(config, "attention_bias", True)

@@ -29,7 +29,7 @@ from common.io import UserError, load_tensors
 from common.theory.model import AttentionOnlyTransformer
 from common.theory.path_exact import split_checkpoint
 from common.tiny.training import RunCallback
-from common.page import encode_partners, page_html, partner_table, table_bytes, write_page
+from common.page import encode_partners, page_html, partner_table, rows_on_page, write_page
 from common.theory.association_views import (MIN_COUNT, VIEWS, check_view, lift_key_power, lifted_rows,
                                               strongest_association_tokens, strongest_pair_table, token_frequency)
 from common.theory.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
@@ -113,16 +113,7 @@ def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: i
     n_weights = sum(weight.dim() == 2 for _, _, weight in named_weights(checkpoints[0][1])) if checkpoints else 0
     n_tables = 2 * (len(TOKEN_STATISTICS) + n_weights * len(checkpoints))    # raw order and lift order
     fixed = len(json.dumps(vocabulary, ensure_ascii=False)) + 24 * V + 200_000   # words, frequencies, curves, page
-    per_row = n_tables * (table_bytes(1000, top, V) - 64) / 1000
-    n_rows = V if fixed + per_row * V <= max_bytes else max(0, int((max_bytes - fixed) / per_row))
-    notes = []
-    if n_rows < V:
-        if n_rows < 1:
-            raise UserError(f"a page of {max_bytes / 1e6:.1f} MB cannot hold even the vocabulary of {V} tokens; "
-                            f"raise --max_mb")
-        notes.append(f"This page holds the partners of the {n_rows} most frequent of the {V} tokens only: "
-                     f"all {V} rows would take {(fixed + per_row * V) / 1e6:.1f} MB, over the "
-                     f"{max_bytes / 1e6:.1f} MB limit (raise --max_mb or lower --top).")
+    n_rows, notes = rows_on_page(V, n_tables, top, fixed, max_bytes, "tokens", "lower --top")
     rows = frequency.argsort(descending=True, stable=True)[:n_rows].sort().values
 
     def tables(matrix, field, skip_self=False):
