@@ -179,3 +179,21 @@ def browse(page: Path, fragment: str, tmp_path: Path, screenshot: Path = None) -
     if not screenshot:
         assert '<div id="errors"></div>' in result.stdout, "the page caught a script error"
     return result.stdout
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """The Chromium executable, found before an explorer test's run is trained (a skip costs nothing)."""
+    return chromium()
+
+
+def card(dom: str, key: str) -> str:
+    """The inner HTML of an explorer page's card for map `key`, from the browser's DOM dump."""
+    import re
+    return re.search(rf'<section class="card \w+" data-map="{key}">(.*?)</section>', dom, re.S).group(1)
+
+
+def partner_words(section: str) -> list:
+    """The partners a card lists, in order."""
+    import re
+    return re.findall(r'data-partner="([^"]*)"', section)

@@ -22,7 +22,7 @@ from common.checkpoints.explorer import (EXPLORER_FILE, ExplorerConfig, checkpoi
                                          explorer_page, write_checkpoint_explorer, write_explorers)
 from common.io import UserError
 from common.page import decode_table
-from conftest import ROOT, browse, chromium, run_script
+from conftest import ROOT, browse, card, chromium, partner_words, run_script
 
 TRAIN = ["--dataset=synthetic", "--n_documents=1000", "--vocab_size=1000", "--max_seq_len=32", "--hidden_size=32",
          "--n_layers=2", "--n_heads=2", "--batch_size=16", "--max_steps=256", "--learning_rate=1e-2"]
@@ -241,30 +241,18 @@ def test_revisions_of_another_vocabulary_are_refused(run, tmp_path):
 
 
 # -- in a real browser ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    """The Chromium executable, found before the run is trained (a skip costs nothing)."""
-    return chromium()
-
-
-def card(dom: str, key: str) -> str:
-    return re.search(rf'<section class="card \w+" data-map="{key}">(.*?)</section>', dom, re.S).group(1)
-
-
-def partners(section: str) -> list:
-    return re.findall(r'data-partner="([^"]*)"', section)
 
 
 def test_browser_bird_learns_flew_over_the_revisions(browser, run, tmp_path):
     last = browse(run["page"], "token=bird", tmp_path)
     assert 'data-token="bird"' in last and 'data-revision="step256"' in last
-    assert "flew" in partners(card(last, "bigram")) and "flew" in partners(card(last, "next_token"))
+    assert "flew" in partner_words(card(last, "bigram")) and "flew" in partner_words(card(last, "next_token"))
     first = browse(run["page"], "token=bird&revision=step0", tmp_path)
-    assert 'data-revision="step0"' in first and "flew" not in partners(card(first, "next_token"))
+    assert 'data-revision="step0"' in first and "flew" not in partner_words(card(first, "next_token"))
     # the revision control moves the model's partners, never the statistic's
     assert card(first, "bigram") == card(last, "bigram") and card(first, "attention_map") == card(last, "attention_map")
     for key in ("next_token", "layer_0", "layer_1"):
-        assert partners(card(first, key)) != partners(card(last, key)), key
+        assert partner_words(card(first, key)) != partner_words(card(last, key)), key
     assert 'data-map="layer_1_head_1"' in last and 'data-map="layer_1_head_1"' not in first
     assert "They agree at step256" in last                                      # when bird → flew was learnt
     assert last.count('<tr data-revision="') == 3 and 'class="current"' in last  # the agreement table

@@ -18,7 +18,7 @@ import torch
 from common.page import decode_table
 from common.tiny.explorer import explorer_data, explorer_page
 from common.theory.association_views import MIN_COUNT, statistic_view, strongest_pair_table, weight_view
-from conftest import ROOT, browse, chromium, run_script, tiny_stories, write_txt
+from conftest import ROOT, browse, card, chromium, partner_words, run_script, tiny_stories, write_txt
 
 TRAIN = ["--seq_len=16", "--windows=True", "--max_sequences=512", "--batch_size=64", "--epochs=2", "--lr=1.0",
          "--log_every=0.25", "--save_every=1", "--report_top=3", "--report_tokens=2", "--report_words=bird",
@@ -149,18 +149,6 @@ def test_tiny_explore_writes_the_trainers_page_and_refuses_bad_input(run):
 
 
 # -- in a real browser ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    """The Chromium executable, found before the run is trained (a skip costs nothing)."""
-    return chromium()
-
-
-def card(dom: str, key: str) -> str:
-    return re.search(rf'<section class="card \w+" data-map="{key}">(.*?)</section>', dom, re.S).group(1)
-
-
-def partner_words(section: str) -> list:
-    return re.findall(r'data-partner="([^"]*)"', section)
 
 
 def test_browser_shows_birds_partners_and_checkpoints(browser, run, loaded, tmp_path):
