@@ -41,7 +41,8 @@ demo-seeds: $(VENV)/.installed
 	$(PY) pythia.py '--model_name=out/demo_seeds/checkpoints/seed{1..3}' --revisions=all --dataset=synthetic \
 		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_seeds/results --cache_dir=out/demo_seeds/cache
 
-# End of the early regime (docs/theory.md §10): predicted vs measured τ* at three learning rates (~2.5 min on 2 cores)
+# End of the early regime (docs/theory.md §10, §14): τ* predicted by the Taylor series of training against τ* measured
+# at three learning rates, for W_O, V, W and P, and a run to paste (~4–6 min on 2 cores)
 demo-regime: $(VENV)/.installed
 	rm -rf out/demo_regime
 	$(PY) tiny_tokenize_natural.py --data=synthetic --n_stories=3000 --out_dir=out/demo_regime/data
