@@ -108,11 +108,14 @@ def settings_classes():
     from common.checkpoints.topic_embeddings import TopicEmbeddingsConfig
     from common.corpus.lda import LDAParameters
     from common.corpus.tokenize import TokenizerConfig
+    from common.tiny.regime import RegimeConfig
+    from common.tiny.topic_series import TopicSeriesConfig
     from common.tiny.topic_structure import TopicStructureConfig
     from common.tiny.training import TrainConfig
     return [("tiny_self_attn_natural.py", TrainConfig), ("topic_structure.py", TopicStructureConfig),
             ("topic_structure.py", LDAParameters), ("topic_embeddings.py", TopicEmbeddingsConfig),
-            ("tiny_tokenize_natural.py", TokenizerConfig), ("pythia.py", ComparisonConfig)]
+            ("tiny_tokenize_natural.py", TokenizerConfig), ("pythia.py", ComparisonConfig),
+            ("tiny_regime.py", RegimeConfig), ("topic_series.py", TopicSeriesConfig)]
 
 
 @pytest.mark.parametrize("script, settings_class", settings_classes(), ids=lambda v: getattr(v, "__name__", v))
