@@ -138,15 +138,13 @@ def sgd_step(model, optimizer, micro_batches, no_sync=None) -> float:
 
 
 # -- data and checkpoints ----------------------------------------------------------------------
-def load_training_data(cfg: TrainConfig, with_lengths: bool = False):
-    """(tokens int32 [N, T+1], vocabulary, vocabulary SHA-256, data fingerprint), and the stories'
-    token counts with `with_lengths` (for the too-few-sequences levers)."""
-    from common.corpus.tokenize import load_stories, story_lengths, story_sequences, vocabulary_fingerprint
+def load_training_data(cfg: TrainConfig):
+    """(tokens int32 [N, T+1], vocabulary, vocabulary SHA-256, data fingerprint)."""
+    from common.corpus.tokenize import load_stories, story_sequences, vocabulary_fingerprint
     stories, vocabulary = load_stories(cfg.data_dir)
     tokens = story_sequences(stories, cfg.seq_len, len(vocabulary), cfg.max_sequences, windows=cfg.windows)
     fingerprint = hashlib.blake2b(tokens.numpy().tobytes(), digest_size=16).hexdigest()
-    loaded = tokens, vocabulary, vocabulary_fingerprint(vocabulary), fingerprint
-    return loaded + (story_lengths(stories),) if with_lengths else loaded
+    return tokens, vocabulary, vocabulary_fingerprint(vocabulary), fingerprint
 
 
 def checkpoint_paths(out_dir) -> list:
@@ -216,14 +214,13 @@ class Trainer:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
         if cfg.tau < 0 or cfg.lr <= 0:
             raise UserError(f"--lr must be positive and --tau at least 0 (got lr {cfg.lr}, tau {cfg.tau})")
-        self.tokens, self.vocabulary, vocab_sha, fingerprint, self.story_lengths = load_training_data(
-            cfg, with_lengths=True)
+        self.tokens, self.vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
         self.out_dir = Path(cfg.out_dir)
         n, world = len(self.tokens), self.proc.world
         self.global_batch = cfg.batch_size * cfg.grad_accum * world
         steps = n // self.global_batch
         if steps == 0:
-            raise UserError(too_few_sequences(n, cfg, world, self.story_lengths))
+            raise UserError(too_few_sequences(n, cfg, world))
         self.steps_per_epoch = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
         # τ = ηs: with --tau the run is as many steps as reach it, whatever --epochs says
         self.total_steps = (max(1, math.ceil(cfg.tau / cfg.lr - 1e-9)) if cfg.tau > 0
@@ -431,20 +428,22 @@ def check_resumable(out_dir) -> None:
                         + "; drop --resume to start a new run")
 
 
-def too_few_sequences(n: int, cfg: TrainConfig, world: int, story_lengths) -> str:
+def too_few_sequences(n: int, cfg: TrainConfig, world: int) -> str:
     """The error for a data set smaller than one global batch, naming every lever in order of effect,
-    with the count each would give where it can be computed from the story lengths."""
-    from common.corpus.tokenize import sequence_counts, sequences_at_other_vocab_sizes
+    with the count each would give where it can be computed from the story lengths (read here, on the
+    error path only, not at every start)."""
+    from common.corpus.tokenize import load_stories, sequence_counts, sequences_at_other_vocab_sizes, story_lengths
+    lengths = story_lengths(load_stories(cfg.data_dir)[0])
     batch = cfg.batch_size * cfg.grad_accum * world
     shorter = [t for t in (128, 64, 32, 16) if t < cfg.seq_len]
-    counts = sequence_counts(story_lengths, shorter, cfg.windows)
+    counts = sequence_counts(lengths, shorter, cfg.windows)
     levers = []
     for t in shorter:
         levers.append(f"--seq_len={t} ({counts[t]:,} sequences)")
         if counts[t] >= batch:
             break
     if not cfg.windows:
-        windows = sequence_counts(story_lengths, cfg.seq_len, True)[cfg.seq_len]
+        windows = sequence_counts(lengths, cfg.seq_len, True)[cfg.seq_len]
         levers.append(f"--windows=True ({windows:,} at --seq_len={cfg.seq_len})")
     # the tokenizer counted the sequences other vocabulary sizes would give (summary.json)
     summary_path = Path(cfg.data_dir) / "summary.json"
