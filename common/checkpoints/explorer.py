@@ -46,7 +46,7 @@ from common.checkpoints.integrity import column_label
 from common.checkpoints.revisions import revision_step, sort_revisions
 from common.config import Settings
 from common.io import UserError
-from common.page import page_html, partner_table, rows_on_page, write_page
+from common.page import ROW_CHUNK, page_html, partner_table, rows_on_page, write_page
 from common.theory.association_views import MIN_COUNT, PAGE_VIEWS, check_view, strongest_pairs
 
 EXPLORER_FILE = "explorer.html"
@@ -119,12 +119,12 @@ def table_count(n_layers: int, n_heads: int, revisions: list, heads: dict) -> in
 
 
 def strongest_on_page(counts, rows: torch.Tensor, n_pairs: int, min_count: int = MIN_COUNT) -> list:
-    """common.tiny.report.strongest_pairs among the page's rows, in K's indices.  B̄ is given to it on the
+    """common.theory.association_views.strongest_pairs among the page's rows, in K's indices.  B̄ is given to it on the
     columns that hold some row's largest entry only: the strongest pairs are read there, and a |rows| × |K|
     block never stays in memory."""
-    best = torch.cat([counts.bigram_rows(rows[s:s + 1024]).argmax(dim=1) for s in range(0, len(rows), 1024)])
-    columns = torch.unique(best)
-    bigram = torch.cat([counts.bigram_rows(rows[s:s + 1024])[:, columns] for s in range(0, len(rows), 1024)])
+    chunks = [rows[s:s + ROW_CHUNK] for s in range(0, len(rows), ROW_CHUNK)]
+    columns = torch.unique(torch.cat([counts.bigram_rows(chunk).argmax(dim=1) for chunk in chunks]))
+    bigram = torch.cat([counts.bigram_rows(chunk)[:, columns] for chunk in chunks])
     view = SimpleNamespace(bigram=bigram, input_frequency=counts.input_frequency[rows],
                            n_positions=counts.n_positions)
     return [[int(rows[a]), int(columns[b]), value, count] for a, b, value, count

@@ -3,12 +3,12 @@ instead of scrolling the association report.
 
 For the chosen token the page shows, side by side, its top partners in every corpus statistic of
 docs/theory.md §2 (B̄, Σ_B, Φ̄, (B̄Φ̄)ᵀ, Q̄) and in every trained token × token weight lining up with
-one (W_O; V and W of each layer), in the raw view, the frequency-normalised view of common/tiny/report.py
+one (W_O; V and W of each layer), in the raw view, the frequency-normalised view of common/theory/association_views.py
 (row a divided by P̂(x=a); for B̄, P̂(y=b | x=a) − 1/V), both, or the report's lift view (entries divided by
 P̂(a) P̂(b), P̂(a) P̂(b)² for Q̄ and W, partners seen fewer than MIN_COUNT times left out, partners ranked by
 it: its own top-k tables); a slider over the saved checkpoints; the training curves of the log (cosines
 and relative errors, the path-exact ones of §10 dashed); and the corpus's strongest associations to
-start from (common/tiny/report.strongest_pair_table: ranked by the lift's lower bound lift⁻).  `explorer.html#token=bird&checkpoint=0&view=raw`
+start from (common/theory/association_views.strongest_pair_table: ranked by the lift's lower bound lift⁻).  `explorer.html#token=bird&checkpoint=0&view=raw`
 selects a token, a checkpoint (index among those on the page, oldest first) and a view.
 
 The page works offline: no network, styles and hand-written scripts inline, the data embedded as one
@@ -82,7 +82,7 @@ ROW_CHUNK = 1024   # rows lifted at once (a V = 10000 float64 block of 1024 rows
 
 
 def lift_table(matrix, field: str, rows, top: int, frequency, counts, skip_self: bool = False):
-    """The top partners of `rows` in the lift view of `matrix` (common/tiny/report.py: ÷ P̂(a) P̂(b)^p, partners
+    """The top partners of `rows` in the lift view of `matrix` (common/theory/association_views.py: ÷ P̂(a) P̂(b)^p, partners
     seen fewer than MIN_COUNT times left out), encoded; None when fewer than two tokens are seen that often."""
     k = min(top, int((counts >= MIN_COUNT - 1e-6).sum()) - 1)
     if k < 1:
