@@ -42,14 +42,14 @@ demo-seeds: $(VENV)/.installed
 		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_seeds/results --cache_dir=out/demo_seeds/cache
 
 # End of the early regime (docs/theory.md §10, §14): τ* predicted by the Taylor series of training against τ* measured
-# at three learning rates, for W_O, V, W and P, and a run to paste (~4–6 min on 2 cores)
+# at three learning rates, for W_O, V, W and P, and a run to paste (times of every demo: docs/benchmarks.md §1)
 demo-regime: $(VENV)/.installed
 	rm -rf out/demo_regime
 	$(PY) tiny_tokenize_natural.py --data=synthetic --n_stories=3000 --out_dir=out/demo_regime/data
 	$(PY) tiny_regime.py --data_dir=out/demo_regime/data --out_dir=out/demo_regime/regime
 
 # Topic structure (docs/theory.md §11): LDA corpus → 3-layer model, weights and attention against the closed
-# forms (out/demo_topics/structure); Pythia-style checkpoints on the same corpus and their embeddings (~2.5 min on 2 cores)
+# forms (out/demo_topics/structure); Pythia-style checkpoints on the same corpus and their embeddings
 demo-topics: $(VENV)/.installed
 	rm -rf out/demo_topics
 	$(PY) topic_structure.py --out_dir=out/demo_topics/structure

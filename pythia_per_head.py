@@ -35,7 +35,7 @@ top_tokens: int | None = None  # |K|: the most frequent tokens; None = the whole
 max_unknown_rate = 0.01      # warn when a larger fraction of the corpus's tokens is the tokenizer's unknown token
 integrity_reference = ""     # one more revision (e.g. main) hashed against the compared ones, not compared
 recompute = False            # recompute revisions whose results exist for the same weights and settings
-attention_bias = True        # the projections' biases in the attention scores (False: the release's form)
+attention_bias = False       # False: the release's form (a QK-norm kept); True: the projections' biases included
 device = "auto"              # cuda when available, else cpu (under torchrun: each process's own GPU)
 deterministic = True         # deterministic kernels: the same numbers on every run (False: faster)
 output_dir = "out/pythia"

@@ -24,7 +24,8 @@ lrs = (0.3, 1.0, 3.0)           # learning rates (the runs should collapse onto 
 threshold = 0.1                 # relative error that ends the early regime, in (0, 1)
 tau_max = 45.0                  # train each run until τ = ηs reaches this
 order = 6                       # K: the series' coefficients c_1 … c_K (≥ 5: W and P lead with τ⁴)
-series_sequences = 256          # sequences the series is computed on (a seeded sample; 0: all: ~10 min at the demo size)
+series_sequences = 256          # sequences the series is computed on (a seeded sample; 0: all; cost linear in them:
+                                # docs/results_series.md)
 series_chunk = 16               # sequences per jet pass (memory grows with it, the result does not change)
 suggest_fraction = 0.5          # the suggested run reaches this × the predicted end of the early regime (> 1: past it)
 suggest_steps = 100             # in this many steps (η = τ / steps; more steps follow the flow more closely)

@@ -26,9 +26,21 @@ tau = 0.0                       # train until τ = lr × steps reaches this inst
                                 # the theory's clock: the early regime ends at a τ tiny_regime.py predicts
 max_steps_per_epoch = 0         # 0: every full global batch
 max_steps = 0                   # stop early after this many optimiser steps (0: all epochs)
-lr = 0.005                      # plain SGD, no momentum, no weight decay
+lr = 0.005                      # learning rate (plain SGD: no momentum, no weight decay; or Adam, below)
 init_std = 0.0                  # zero initialisation, as the theory assumes
-path_exact = True               # log each weight against its path-exact prediction (docs/theory.md §10)
+objective = "causal"            # causal: predict the next token (the paper); masked: predict the masked
+                                # tokens (Li, Li & Risteski 2023; docs/theory.md §16): first T tokens of each
+                                # sequence, a fresh corruption every step and epoch, MASK appended to the vocabulary
+mask_prob = 0.15                # masked only: the probability that a position is selected (carries the loss)
+mask_split = [0.8, 0.1, 0.1]    # masked only: a selected position shows MASK / its own token / a random word
+attention = "auto"              # auto (causal for objective=causal, all positions for masked), causal, all
+residual = True                 # h^l = h^{l-1} + attention output; False: the attention output alone (False with
+                                # output=trained from zero never moves: refused unless init_std > 0)
+output = "trained"              # trained: logits = h^L W_O; identity: logits = h^L, W_O frozen to the identity
+                                # (Li, Li & Risteski's decoder; one-hot hidden states are already vocabulary-sized)
+optimizer = "sgd"               # sgd (plain, the theory's) or adam (Li, Li & Risteski's; path_exact then off)
+uniform_attention_steps = 0     # Li, Li & Risteski's first stage: W and P held at zero (attention uniform) for this
+                                # many optimiser steps while V and W_O train; then every weight trains
 log_every = 2.0                 # epochs between log points (fractions allowed)
 save_every = 10.0               # epochs between checkpoints (0: only at the end)
 keep_checkpoints = 2            # newest checkpoints kept
@@ -44,7 +56,7 @@ report_view = "normalised"      # report values: normalised (row a / P̂(x=a): f
                                 # or lift (÷ P̂(a)P̂(b): partners ranked without the pull of frequent tokens)
 device = "auto"                 # auto (cuda:LOCAL_RANK when a GPU is visible), cpu, cuda
 deterministic = True            # deterministic kernels: same data, settings, seed → same bytes (False: faster)
-tf32 = False                    # TensorFloat-32 matmuls on GPU: ~4.5× faster on an H100, ~1e-3 relative error
+tf32 = False                    # TensorFloat-32 matmuls on GPU: faster, ~1e-3 relative error (docs/benchmarks.md §8)
 progress = True                 # tqdm progress bar with the loss
 
 

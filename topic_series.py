@@ -7,7 +7,7 @@ or whether the turn lies beyond the series' radius of convergence.
 Usage:
     python topic_structure.py --out_dir=out/topics          # first: the trained run and its data
     python topic_series.py --structure_dir=out/topics --out_dir=out/topic_series
-    python topic_series.py --order=12 --series_sequences=0      # every training sequence (about 5× longer)
+    python topic_series.py --order=12 --series_sequences=0      # every training sequence (cost linear in them)
 Single process.  Writes --out_dir/{topic_series.json, topic_series.png/.pdf} (replaced as a whole when
 the run succeeds): per layer the contrast's series coefficients, where each partial sum turns negative,
 where the trained contrast does, and the radius estimates.
@@ -27,6 +27,5 @@ out_dir = "out/topic_series"    # replaced as a whole when the run succeeds
 if __name__ == "__main__":
     with exit_on_user_error():
         from common.tiny.topic_series import TopicSeriesConfig, run_topic_series, summary_lines
-        result = run_topic_series(TopicSeriesConfig.from_settings(override(globals())))
-        print("\n".join(summary_lines(result)))
+        print("\n".join(summary_lines(run_topic_series(TopicSeriesConfig.from_settings(override(globals()))))))
         print(f"wrote {out_dir}/topic_series.json and topic_series.png/.pdf")

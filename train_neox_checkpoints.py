@@ -1,11 +1,15 @@
-"""Train a small causal LM of one supported family from scratch and save revisions at Pythia's schedule.
+"""Train a small LM of one supported family from scratch and save revisions at Pythia's schedule.
 
 --architecture=neox (default): transformers' GPTNeoXForCausalLM with Pythia's choices — parallel
 residual, rotary on a quarter of each head; gpt2: GPT2LMHeadModel (learned positions, Conv1D, sequential
 residual); llama: LlamaForCausalLM (RMSNorm, rotary; grouped-query attention when --n_kv_heads is below
 --n_heads); olmo: OLMo v1 (LayerNorm without parameters); olmo2 / olmo3: OLMo-2 / OLMo-3 (no norm before
 attention, QK-norm, norms after attention and MLP); qwen2: Qwen2 (query/key/value biases); qwen3: Qwen3
-(per-head QK-norm).  All with untied input/output embeddings, AdamW (β = 0.9, 0.95, weight decay 0.01),
+(per-head QK-norm); bert: BertForMaskedLM, trained with the masked objective (docs/theory.md §16, §17: each
+inner position selected with probability 0.15, shown as [MASK] 80%, itself 10%, a random word 10%, the
+loss at the selected positions; windows are [CLS] + T−2 tokens + [SEP], the special positions never
+selected), its decoder tied to the word embeddings as BERT's, and a lower-casing WordPiece tokenizer.
+The causal families have untied input/output embeddings; all train with AdamW (β = 0.9, 0.95, weight decay 0.01),
 linear warmup then cosine decay to 10%, on a local corpus (default: the embedded synthetic stories).
 Documents are joined with the end-of-text token and cut into windows of max_seq_len+1 tokens, shuffled
 every epoch.  The tokenizer is a `tokenizers` BPE trained on the corpus, unless --tokenizer names a local
@@ -13,7 +17,9 @@ folder with a tokenizer (e.g. Pythia's).  Revisions are saved at step 0, 1, 2, 4
 steps, named by the family's convention (docs/theory.md §12): {out_dir}/step{N} (neox), checkpoint-{N}
 (gpt2), step-{N} (llama, qwen2, qwen3), step{N}-tokens{M}B (olmo), stage1-step{N}-tokens{M}B (olmo2, olmo3)
 — each `save_pretrained` safetensors + tokenizer + training_state.json, written under a temporary name
-and renamed: the folder layout pythia.py and pythia_per_head.py read.
+and renamed: the folder layout pythia.py and pythia_per_head.py read.  bert writes repository-style
+folders as MultiBERTs names its repositories (google/multiberts-seed_{S}-step_{N}k): {out_dir}/seed{S}-step_{N}
+for each seed S (--seed, or each of --seeds), read with --model_name='{out_dir}/seed{S}-step_{revision}'.
 
 Several seeds (`--seeds=1,2,3`, like PolyPythias): the corpus and the tokenizer come from --seed and are
 the same for every run; each run's initialisation and data order come from its own seed, written to
@@ -27,6 +33,8 @@ Single process, one device (a GPU when present); no distributed launch.
     python pythia.py --model_name=out/neox_checkpoints --revisions=all --dataset=synthetic --max_seq_len=64
     python train_neox_checkpoints.py --architecture=olmo2 --n_kv_heads=2 --out_dir=out/olmo2_checkpoints
     python train_neox_checkpoints.py --seeds=1,2,3 --max_steps=512 --out_dir=out/seeds
+    python train_neox_checkpoints.py --architecture=bert --seeds=1,2 --max_steps=512 --out_dir=out/bert
+    python pythia.py '--model_name=out/bert/seed{1..2}-step_{revision}' --revisions=all --dataset=synthetic
 """
 import math
 from pathlib import Path
@@ -39,7 +47,7 @@ from common.config import override
 from common.io import UserError, atomic_directory, exit_on_user_error, write_json
 from common.progress import progress_bar
 
-architecture = "neox"        # neox (Pythia), gpt2, llama, olmo, olmo2, olmo3, qwen2 or qwen3
+architecture = "neox"        # neox (Pythia), gpt2, llama, olmo, olmo2, olmo3, qwen2, qwen3 or bert (masked LM)
 dataset = "synthetic"        # synthetic, or a local .txt/.jsonl/.parquet/saved dataset
 n_documents = 4000           # documents read from the corpus
 tokenizer = ""               # a local tokenizer folder (e.g. Pythia's); empty: train a BPE on the corpus
@@ -89,8 +97,9 @@ def save_revision(model, tok, folder, state):
         write_json(tmp / "training_state.json", state)
 
 
-def run_seeds() -> list:
-    """[(seed, folder)] of the runs to train: --seed into out_dir, or each of --seeds into out_dir/seed{S}."""
+def run_seeds(repository_style: bool = False) -> list:
+    """[(seed, folder)] of the runs to train: --seed into out_dir, or each of --seeds into out_dir/seed{S};
+    repository-style folders (bert) all go into out_dir, named by their seed."""
     if not str(seeds).strip():
         return [(seed, Path(out_dir))]
     try:
@@ -99,22 +108,57 @@ def run_seeds() -> list:
         raise UserError(f"--seeds={seeds!r}: give whole numbers separated by commas, e.g. --seeds=1,2,3") from None
     if not chosen or len(set(chosen)) != len(chosen):
         raise UserError(f"--seeds={seeds!r}: give distinct whole numbers, e.g. --seeds=1,2,3")
-    return [(s, Path(out_dir) / f"seed{s}") for s in chosen]
+    return [(s, Path(out_dir) if repository_style else Path(out_dir) / f"seed{s}") for s in chosen]
+
+
+def masked_windows(tok, texts, seq_len):
+    """[N, T] windows [CLS] + T−2 tokens + [SEP] cut from the documents (without special tokens) joined by
+    [SEP], as BERT's pretraining sequences."""
+    if seq_len < 3:
+        raise UserError(f"--max_seq_len={seq_len}: a masked LM's window holds [CLS], [SEP] and at least one token")
+    stream = []
+    for ids in tok(texts, add_special_tokens=False)["input_ids"]:
+        stream += ids + [tok.sep_token_id]
+    inner = seq_len - 2
+    n = len(stream) // inner
+    if n < 1:
+        raise UserError(f"the corpus has {len(stream)} tokens: too few for one window of {inner}")
+    body = torch.tensor(stream[: n * inner]).view(n, inner)
+    return torch.cat([torch.full((n, 1), tok.cls_token_id), body, torch.full((n, 1), tok.sep_token_id)], dim=1)
+
+
+def masked_loss(model, tok, batch, step_seed):
+    """Cross-entropy at the selected inner positions of one batch, its corruption drawn from `step_seed`
+    (common/theory/masking.py: random words uniform over the whole vocabulary, as BERT's)."""
+    from common.theory.masking import MaskingScheme, corrupt
+
+    scheme = MaskingScheme(mask_id=tok.mask_token_id, n_words=len(tok))
+    inner, selected = corrupt(batch[:, 1:-1], scheme, torch.Generator().manual_seed(step_seed))
+    if not selected.any():   # a batch with no selected position: select the first inner token of each window
+        selected[:, 0] = True
+    x_tilde = torch.cat([batch[:, :1], inner, batch[:, -1:]], dim=1)
+    logits = model(input_ids=x_tilde).logits[:, 1:-1]
+    return torch.nn.functional.cross_entropy(logits[selected], batch[:, 1:-1][selected])
 
 
 def train(family, tok, windows, run_seed, folder, run_device, config):
-    """One run from its seed's initialisation and data order; revisions saved into `folder`."""
-    from transformers import AutoModelForCausalLM
+    """One run from its seed's initialisation and data order; revisions saved into `folder` (bert: the folders
+    {folder}/seed{S}-step_{N})."""
+    import transformers
 
     torch.manual_seed(run_seed)
     model_config = family.training_config(len(tok), hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len,
                                           tok.eos_token_id)
-    model = AutoModelForCausalLM.from_config(model_config).to(run_device)
+    model = getattr(transformers, family.model_class).from_config(model_config).to(run_device)
+    masked = family.objective == "masked"
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.95),
                                   weight_decay=weight_decay)
     schedule = [s for s in PYTHIA_STEPS if s <= max_steps]
     name = lambda step: family.revision_name(step, step * batch_size * max_seq_len)
-    print(f"{family.family}, seed {run_seed}: {len(windows)} windows of {max_seq_len + 1} tokens, vocabulary "
+    if masked:   # repository-style: one folder per seed and revision, beside the others
+        name = lambda step, plain=name: f"seed{run_seed}-step_{plain(step)}"
+    log_file = folder / (f"seed{run_seed}-training_log.json" if masked else "training_log.json")
+    print(f"{family.family}, seed {run_seed}: {len(windows)} windows of {windows.shape[1]} tokens, vocabulary "
           f"{len(tok)}, {sum(p.numel() for p in model.parameters())} parameters; saving {len(schedule)} revisions "
           f"to {folder}")
     generator = torch.Generator().manual_seed(run_seed)
@@ -129,8 +173,11 @@ def train(family, tok, windows, run_seed, folder, run_device, config):
         position += batch_size
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step - 1)
-        logits = model(input_ids=batch[:, :-1]).logits            # x = first T tokens, y = next T
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        if masked:
+            loss = masked_loss(model, tok, batch, run_seed * 1_000_003 + step)
+        else:
+            logits = model(input_ids=batch[:, :-1]).logits            # x = first T tokens, y = next T
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -138,8 +185,9 @@ def train(family, tok, windows, run_seed, folder, run_device, config):
         if step in schedule:
             log.append({"step": step, "loss": loss.item()})
             save_revision(model, tok, folder / name(step), state(step, loss.item()))
-            write_json(folder / "training_log.json", log)
-    print(f"seed {run_seed}: final loss {log[-1]['loss']:.3f}; revisions in {folder}")
+            write_json(log_file, log)
+    where = f"{folder}/seed{run_seed}-step_{{revision}}" if masked else folder
+    print(f"seed {run_seed}: final loss {log[-1]['loss']:.3f}; revisions in {where}")
 
 
 def main(config):
@@ -147,19 +195,18 @@ def main(config):
     from transformers.utils import logging as hf_logging
 
     from common.corpus.text import iter_texts, load_text_dataset
-    from common.corpus.tokenize import causal_lm_tokenizer
     from common.device import configure_numerics, resolve_device
 
     hf_logging.disable_progress_bar()
     if architecture not in BY_NAME:
         raise UserError(f"unknown --architecture={architecture!r}; use {', '.join(BY_NAME)}")
     family = BY_NAME[architecture]
-    if n_kv_heads and (architecture in ("neox", "gpt2") or n_heads % n_kv_heads):
-        raise UserError(f"--n_kv_heads={n_kv_heads} needs an architecture with grouped-query attention (not neox "
-                        f"or gpt2) and must divide --n_heads={n_heads}")
+    if n_kv_heads and (architecture in ("neox", "gpt2", "bert") or n_heads % n_kv_heads):
+        raise UserError(f"--n_kv_heads={n_kv_heads} needs an architecture with grouped-query attention (not neox, "
+                        f"gpt2 or bert) and must divide --n_heads={n_heads}")
     if hidden_size % n_heads:
         raise UserError(f"--hidden_size={hidden_size} must be a multiple of --n_heads={n_heads}")
-    runs = run_seeds()
+    runs = run_seeds(repository_style=family.objective == "masked")
     if num_threads > 0:
         torch.set_num_threads(num_threads)
     run_device = resolve_device(device)
@@ -173,8 +220,10 @@ def main(config):
         except Exception as error:
             raise UserError(f"could not load a tokenizer from {tokenizer} ({error.__class__.__name__})") from None
     else:
-        tok = causal_lm_tokenizer(texts, vocab_size)
-    windows = training_windows(tok, texts, max_seq_len)
+        tok = family.training_tokenizer(texts, vocab_size)
+    if family.objective == "masked" and tok.mask_token_id is None:
+        raise UserError(f"the tokenizer of {tokenizer} has no mask token: a masked LM needs one")
+    windows = (masked_windows if family.objective == "masked" else training_windows)(tok, texts, max_seq_len)
     for run_seed, folder in runs:
         train(family, tok, windows, run_seed, folder, run_device, config)
 

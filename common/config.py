@@ -10,10 +10,23 @@ A script that shares another's settings (the BPE scripts share the natural ones)
 script, and its comment for --help, without a star import.
 
 The script's block is the one home of each default and its comment; library code receives the
-settings as a typed object built with `from_settings` (every settings class derives from `Settings`).
+settings as a typed object (every settings class derives from `Settings`).  A settings class names its
+script and declares nothing else of it: its fields, their types and defaults are the block's, read when
+the class is first used (the block's annotation, else its default's type), so a setting added to the
+block is a field of the class with no second copy:
+
+    class RegimeConfig(Settings, script="tiny_regime.py"):   # every setting of tiny_regime.py
+        target_layer: Optional[int] = None                   # a field of no script: declared here
+
+`names=(...)` takes a part of the block (LDAParameters: the corpus settings of topic_structure.py),
+`frozen=True` makes the instances immutable.  Build one with `from_settings` (a script's settings) or with
+keyword arguments, the others keeping the block's defaults.
 """
 import ast
+import copy
+import dataclasses
 import difflib
+import functools
 import importlib.util
 import io
 import sys
@@ -30,13 +43,60 @@ SIMPLE = (int, float, bool, str, list, tuple, type(None))
 HELP_COLUMN = 40   # a longer `--name=default` puts its comment on the next line
 
 
-class Settings:
-    """Base of the typed settings objects (dataclasses) the library receives from a script."""
+ROOT = Path(__file__).resolve().parents[1]   # the scripts' folder (the repository root)
+DATACLASS_ATTRIBUTES = ("__dataclass_fields__", "__dataclass_params__", "__match_args__")
+
+
+class SettingsType(type):
+    """The metaclass of `Settings`: asking a settings class for its dataclass fields (`dataclasses.fields`,
+    `is_dataclass`) builds it first."""
+
+    def __getattr__(cls, name):
+        if name in DATACLASS_ATTRIBUTES and "_script" in cls.__dict__:
+            cls._build()
+            return type.__getattribute__(cls, name)
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+class Settings(metaclass=SettingsType):
+    """Base of the typed settings objects (dataclasses) the library receives from a script (module
+    docstring).  The class becomes a dataclass on first use, not when it is defined: the block is read by
+    running the script's top level, which imports the library (pythia.py imports the module that defines
+    ComparisonConfig), so reading it at definition time would be an import circle."""
+
+    def __init_subclass__(cls, script=None, names=None, frozen=False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if script is not None:
+            cls._script, cls._names, cls._frozen = script, names, frozen
+
+    def __new__(cls, *args, **kwargs):   # also when an instance is copied or unpickled
+        cls._build()
+        return super().__new__(cls)
+
+    @classmethod
+    def _build(cls):
+        """Make the class a dataclass with its script's settings as fields (once)."""
+        if "_script" not in cls.__dict__ or "__dataclass_fields__" in cls.__dict__:
+            return
+        values, annotations = script_block(ROOT / cls._script)
+        names = cls._names or list(values)
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise UserError(f"{cls.__name__}: {cls._script} has no setting {', '.join(missing)}")
+        declared = dict(cls.__dict__.get("__annotations__", {}))   # fields of no script, after the block's
+        fields_ = {}
+        for name in names:
+            default = values[name]
+            fields_[name] = annotations.get(name, typing.Any if default is None else type(default))
+            setattr(cls, name, dataclasses.field(default_factory=functools.partial(copy.deepcopy, default))
+                    if isinstance(default, (list, dict, set)) else default)
+        cls.__annotations__ = dict(fields_, **{k: v for k, v in declared.items() if k not in fields_})
+        dataclasses.dataclass(frozen=cls._frozen)(cls)
 
     @classmethod
     def from_settings(cls, settings: dict):
         """The settings object of a script's settings (extra keys — other scripts' or private ones — are
-        left out)."""
+        left out; missing ones keep the block's default)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in settings.items() if k in names})
 
@@ -149,9 +209,15 @@ def inherit(config: dict, script: str) -> None:
 
 
 def script_settings(path) -> dict:
-    """{name: default} of a script's hyperparameter block (inherited ones included)."""
+    """{name: default} of a script's hyperparameter block (inherited ones included), in the block's order."""
+    return script_block(path)[0]
+
+
+def script_block(path) -> tuple:
+    """({name: default}, {name: annotation}) of a script's hyperparameter block, in the block's order."""
     module = vars(load_script(path))
-    return {k: module[k] for k in hyperparameter_names(module)}
+    names = hyperparameter_names(module)
+    return {k: v for k, v in module.items() if k in names}, dict(module.get("__annotations__", {}))
 
 
 # -- help ------------------------------------------------------------------------------------------

@@ -35,15 +35,21 @@ def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(device)
 
 
-def configure_numerics(deterministic: bool = True, tf32: bool = False) -> None:
+def configure_numerics(deterministic: bool = True, tf32: bool = False, flush_denormal: bool = True) -> None:
     """Deterministic kernels make the same data, settings and seed give the same bytes on the same
     machine and thread count (docs/theory.md §13): on a multi-threaded CPU the default scatter-adds
-    sum in a varying order.  On a GPU cuBLAS also needs a fixed workspace, set before its first use."""
+    sum in a varying order.  On a GPU cuBLAS also needs a fixed workspace, set before its first use.
+    `flush_denormal`: the CPU treats floats below the smallest normal number (1.2e-38 in float32) as
+    zero.  From zero initialisation at a small learning rate the products of tiny weights (V ∝ η²,
+    W and P ∝ η⁴) fall there, and a CPU computes with such subnormal numbers many times slower: 6×
+    per step at η = 0.005 (docs/benchmarks.md §5).  Values that small change no logged figure.  The
+    switch is the CPU's only: GPUs compute with subnormal numbers at full speed."""
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(bool(deterministic))
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    torch.set_flush_denormal(bool(flush_denormal))   # False where the CPU has no such mode (nothing to do then)
 
 
 @dataclass

@@ -1,3 +1,5 @@
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,8 +105,9 @@ def test_a_script_inherits_every_setting_and_comment_of_another():
 
 
 def settings_classes():
-    """(script, settings class) pairs: each class's defaults must equal its script's block."""
+    """(script, settings class, names it takes, fields of no script) of every settings class."""
     from common.checkpoints.comparison import ComparisonConfig
+    from common.checkpoints.explorer import ExplorerConfig
     from common.checkpoints.topic_embeddings import TopicEmbeddingsConfig
     from common.corpus.lda import LDAParameters
     from common.corpus.tokenize import TokenizerConfig
@@ -112,20 +115,83 @@ def settings_classes():
     from common.tiny.topic_series import TopicSeriesConfig
     from common.tiny.topic_structure import TopicStructureConfig
     from common.tiny.training import TrainConfig
-    return [("tiny_self_attn_natural.py", TrainConfig), ("topic_structure.py", TopicStructureConfig),
-            ("topic_structure.py", LDAParameters), ("topic_embeddings.py", TopicEmbeddingsConfig),
-            ("tiny_tokenize_natural.py", TokenizerConfig), ("pythia.py", ComparisonConfig),
-            ("tiny_regime.py", RegimeConfig), ("topic_series.py", TopicSeriesConfig)]
+    every = None
+    lda = ("n_topics", "words_per_topic", "alpha", "min_length", "max_length", "n_documents", "overlap")
+    return [("tiny_self_attn_natural.py", TrainConfig, every, ()), ("topic_structure.py", TopicStructureConfig, every, ()),
+            ("topic_structure.py", LDAParameters, lda, ()), ("topic_embeddings.py", TopicEmbeddingsConfig, every, ()),
+            ("tiny_tokenize_natural.py", TokenizerConfig, every, ()), ("pythia.py", ComparisonConfig, every, ("target_layer",)),
+            ("tiny_regime.py", RegimeConfig, every, ()), ("topic_series.py", TopicSeriesConfig, every, ()),
+            ("pythia_explore.py", ExplorerConfig, ("top", "k", "max_mb", "min_count", "view"), ())]
 
 
-@pytest.mark.parametrize("script, settings_class", settings_classes(), ids=lambda v: getattr(v, "__name__", v))
-def test_every_settings_class_default_equals_its_scripts_block(script, settings_class):
+@pytest.mark.parametrize("script, settings_class, names, own", settings_classes(),
+                         ids=lambda v: getattr(v, "__name__", None) if isinstance(v, type) else None)
+def test_every_settings_class_is_its_scripts_block(script, settings_class, names, own):
+    """The fields are the block's settings, in its order, with its defaults and types, and the class repeats
+    none of them (the block is their one home); a field of no script is the class's own."""
     from dataclasses import MISSING, fields
 
-    from common.config import script_settings
-    block = script_settings(ROOT / script)
+    from common.config import script_block
+    block, annotations = script_block(ROOT / script)
+    expected = list(names or block)
+    assert [f.name for f in fields(settings_class)] == expected + list(own)
     for field in fields(settings_class):
-        if field.name not in block:   # a setting of another script only (pythia_per_head.py's target_layer)
-            assert field.default in (MISSING, None), f"{settings_class.__name__}.{field.name} is not a setting of {script}"
-        elif field.default is not MISSING:
-            assert field.default == block[field.name], field.name
+        if field.name in own:
+            continue
+        default = field.default if field.default is not MISSING else field.default_factory()
+        assert default == block[field.name] and type(default) is type(block[field.name]), field.name
+        assert field.type == annotations.get(field.name, type(block[field.name])), field.name
+    source = Path(sys.modules[settings_class.__module__].__file__).read_text(encoding="utf-8")
+    body = source[source.index(f"class {settings_class.__name__}("):]
+    body = body[:body.index("\n\n\n")]
+    repeated = [name for name in expected if re.search(rf"^    {name}\s*:", body, re.M)]
+    assert not repeated, f"{settings_class.__name__} repeats {script}'s {repeated}"
+
+
+def write_script(folder, text):
+    path = folder / "block.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_settings_class_takes_its_fields_from_the_block_when_first_used(tmp_path):
+    """A setting added to the block is a field, with the block's default and type (its annotation where it
+    has one); keyword arguments replace defaults, list defaults are not shared, `names` takes a part of the
+    block, `frozen` refuses changes, an unknown keyword is a TypeError, and copies round-trip."""
+    import copy
+    from dataclasses import FrozenInstanceError, asdict, fields, replace
+    from typing import Optional
+
+    from common.config import Settings
+    script = write_script(tmp_path, 'lr = 0.1   # rate\nsizes = [1, 2]\ntop: int | None = None\nname = "x"\n')
+
+    class Run(Settings, script=str(script)):
+        extra: Optional[int] = None          # a field of no script
+
+    script.write_text(script.read_text() + "steps = 3\n")   # read on first use, not at definition
+    assert [(f.name, f.type) for f in fields(Run)] == [("lr", float), ("sizes", list), ("top", int | None),
+                                                        ("name", str), ("steps", int), ("extra", Optional[int])]
+    run, other = Run(lr=0.5, steps=7), Run()
+    assert (run.lr, run.steps, run.top, other.lr, other.extra) == (0.5, 7, None, 0.1, None)
+    run.sizes.append(3)
+    assert other.sizes == [1, 2] and Run().sizes == [1, 2]
+    assert Run.from_settings({"lr": 2.0, "unrelated": 1}) == Run(lr=2.0)
+    assert copy.deepcopy(run) == run
+    assert asdict(replace(run, name="y"))["name"] == "y"
+    with pytest.raises(TypeError, match="nope"):
+        Run(nope=1)
+
+    class Part(Settings, script=str(script), names=("name", "lr"), frozen=True):
+        pass
+
+    part = Part.__new__(Part)   # as unpickling makes an instance: the class is built then too
+    assert [f.name for f in fields(part)] == ["name", "lr"] and Part(lr=1.0) == replace(Part(), lr=1.0)
+    part = Part(lr=1.0)
+    with pytest.raises(FrozenInstanceError):
+        part.lr = 2.0
+
+    class Wrong(Settings, script=str(script), names=("lr", "missing")):
+        pass
+
+    with pytest.raises(UserError, match="has no setting missing"):
+        Wrong()

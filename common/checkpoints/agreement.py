@@ -20,6 +20,11 @@ Written to {output_dir}/association_agreement.json:
                              "attention_overlap": {"layer_0": …, …},
                              "attention_head_overlap": {"layer_L": {"head_0": …, …}}}, …}}
 (`attention_head_overlap` only for the revisions of a per-head run) and drawn over revisions
+(association_agreement.png/.pdf).  A masked LM (BERT, docs/theory.md §17) has no next token: its record
+says "objective": "masked" and its `next_token_*` numbers measure the fill-in instead — the model's
+prediction at a MASK beside a, p(b | [CLS] a [MASK] [SEP]) (common/checkpoints/associations.py), against
+Φ̄ₘᵀ row a of the masked statistics (the words whose masked position has a in its context); attention
+against Q̄ₘ.  Drawn
 (association_agreement.png/.pdf).  Over several models (seeds) each number becomes
 {"mean", "std", "min", "max", "n"} and the curves show the mean with a min–max band.
 """
@@ -127,10 +132,10 @@ def revision_agreement(next_token: StatisticRows, attention: StatisticRows, mode
 
 
 def agreement_record(next_token: StatisticRows, attention: StatisticRows, k: int, min_count: int,
-                     revisions: dict) -> dict:
+                     revisions: dict, objective: str = "causal") -> dict:
     """The JSON of one model (module docstring) from {revision: revision_agreement(...)}."""
     top1, overlap = next_token.chance(k)
-    return {"k": k, "min_count": min_count,
+    return {"k": k, "min_count": min_count, **({"objective": objective} if objective != "causal" else {}),
             "n_tokens": {"next_token": len(next_token.tokens), "attention": len(attention.tokens)},
             "chance": {"next_token_top1": top1, "next_token_overlap": overlap,
                        "attention_overlap": attention.chance(k)[1]},
@@ -191,7 +196,12 @@ def aggregate_agreement(records: dict) -> dict:
                     for path in _flatten(first["chance"])})
     n_tokens = _nest({path: summary([_flatten(r["n_tokens"]).get(path) for r in records.values()])
                       for path in _flatten(first["n_tokens"])})
-    return {"k": first["k"], "min_count": first["min_count"], "models": list(records), "n_tokens": n_tokens,
+    objectives = {record.get("objective", "causal") for record in records.values()}
+    if len(objectives) > 1:
+        raise UserError("the models' agreement files mix causal and masked LMs; aggregate one kind at a time")
+    return {"k": first["k"], "min_count": first["min_count"],
+            **({"objective": first["objective"]} if "objective" in first else {}),
+            "models": list(records), "n_tokens": n_tokens,
             "chance": chance, "revisions": aggregated}
 
 
@@ -208,12 +218,13 @@ def agreement_lines(record: dict) -> list:
     mean = lambda v: v.get("mean") if isinstance(v, dict) else v
     shown = lambda v: "–" if mean(v) is None else f"{mean(v):.3f}"
     chance = record["chance"]
+    what = "fill-in" if record.get("objective") == "masked" else "next"
     lines = [f"agreement{' (mean over the models)' if 'models' in record else ''}, k = {record['k']}, "
              f"{mean(record['n_tokens']['next_token']):.0f} tokens measured (chance: top-1 "
-             f"{shown(chance['next_token_top1'])}, next overlap {shown(chance['next_token_overlap'])}, attention "
+             f"{shown(chance['next_token_top1'])}, {what} overlap {shown(chance['next_token_overlap'])}, attention "
              f"overlap {shown(chance['attention_overlap'])}):"]
     for revision, entry in record["revisions"].items():
-        lines.append(f"  {revision:>12}  top-1 {shown(entry['next_token_top1'])}  next overlap "
+        lines.append(f"  {revision:>12}  top-1 {shown(entry['next_token_top1'])}  {what} overlap "
                      f"{shown(entry['next_token_overlap'])}  attention overlap by layer "
                      + " ".join(shown(v) for v in entry["attention_overlap"].values()))
     return lines
@@ -264,8 +275,10 @@ def plot_agreement(record: dict, stem, labels=None) -> list:
         if several:
             axis.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
 
-    draw(axes[0], ("next_token_top1",), "C0", "top-1 is a top partner of B̄")
-    draw(axes[0], ("next_token_overlap",), "C1", f"overlap@{k} with B̄")
+    masked = record.get("objective") == "masked"
+    statistic = "Φ̄ₘᵀ" if masked else "B̄"
+    draw(axes[0], ("next_token_top1",), "C0", f"top-1 is a top partner of {statistic}")
+    draw(axes[0], ("next_token_overlap",), "C1", f"overlap@{k} with {statistic}")
     for name, colour in (("next_token_top1", "C0"), ("next_token_overlap", "C1")):
         if _chance(record, name) is not None:
             axes[0].axhline(_chance(record, name), color=colour, linestyle="--", linewidth=0.8)
@@ -276,8 +289,9 @@ def plot_agreement(record: dict, stem, labels=None) -> list:
         axes[1].axhline(_chance(record, "attention_overlap"), color="grey", linestyle="--", linewidth=0.8,
                         label="chance")
     band = f"; mean of {len(record['models'])} models, band min–max" if several else ""
-    axes[0].set_title(f"next token: p(· | a alone) vs B̄ row a{band}", fontsize=9)
-    axes[1].set_title(f"attention: head-average scores of query a vs Q̄, overlap@{k}", fontsize=9)
+    axes[0].set_title(f"fill-in: p(· at [MASK] | [CLS] a [MASK] [SEP]) vs Φ̄ₘᵀ row a{band}" if masked else
+                      f"next token: p(· | a alone) vs B̄ row a{band}", fontsize=9)
+    axes[1].set_title(f"attention: head-average scores of query a vs Q̄{'ₘ' * masked}, overlap@{k}", fontsize=9)
     axes[0].set_ylabel("fraction of tokens / mean overlap (dashed: chance)")
     for axis in axes:
         axis.set_xticks(x)

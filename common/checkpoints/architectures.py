@@ -1,4 +1,4 @@
-"""One adapter per family of checkpointed causal LM (docs/theory.md §12): where each family keeps what the
+"""One adapter per family of checkpointed LM (docs/theory.md §12; BERT's masked LM: §17): where each family keeps what the
 comparison of docs/theory.md §6 reads, kept apart from the generic rule written once below.
 
 The general rule (docs/theory.md §12).  For tokens alone at position 0 (rotary embeddings are the identity
@@ -25,10 +25,11 @@ Each adapter states only where things are:
   - where the representations are read (forward hooks): the residual stream entering each layer (H_pre),
     the attention branch's contribution to the residual (H_mid = H_pre + that; OLMo-2's branch ends in
     its post-attention norm) and the layer's output (H_post);
-  - what position 0 adds to the token embedding (nothing with rotary embeddings, wpe[0] for GPT-2).
+  - what position 0 adds to the token embedding (nothing with rotary embeddings, wpe[0] for GPT-2);
+  - the model class of its checkpoints (a causal LM, or BERT's masked LM) and its training objective.
 
-Families: GPTNeoX (Pythia), GPT-2, Llama (and Mistral), Qwen2, Qwen3, OLMo v1, OLMo-2, OLMo-3.  Any other
-`model_type`: one UserError line naming these.
+Families: GPTNeoX (Pythia), GPT-2, Llama (and Mistral), Qwen2, Qwen3, OLMo v1, OLMo-2, OLMo-3, BERT
+(MultiBERTs; masked LM).  Any other `model_type`: one UserError line naming these.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -127,6 +128,10 @@ class Architecture:
     revision_template = "step{N}"  # how train_neox_checkpoints.py names this family's revisions
     qk_norm = None              # an RMSNorm on queries and keys over each "head" or the whole "projection"
     position_zero = "nothing: rotary embeddings are the identity at position 0"
+    model_class = "AutoModelForCausalLM"   # the transformers auto class of the family's checkpoints
+    objective = "causal"        # causal (next token; docs/theory.md §6) or masked (docs/theory.md §16, §17)
+    branch_ends_in_residual = False   # the attention branch's output is the residual stream itself (post-LN)
+    single_token_inputs = {"use_cache": False}   # what the base model is called with besides the tokens
 
     # --- layout (per family)
     def base(self, model):
@@ -172,6 +177,12 @@ class Architecture:
 
     def training_config(self, vocab_size, hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len, eos_token_id):
         raise NotImplementedError
+
+    def training_tokenizer(self, texts, vocab_size: int):
+        """The tokenizer train_neox_checkpoints.py trains for this family: a BPE with an end-of-text token."""
+        from common.corpus.tokenize import causal_lm_tokenizer
+
+        return causal_lm_tokenizer(texts, vocab_size)
 
     # --- generic
     @torch.no_grad()
@@ -411,9 +422,77 @@ class Olmo3(Olmo2):
     config_class = "Olmo3Config"
 
 
-ARCHITECTURES = (GPTNeoX(), GPT2(), Llama(), Olmo(), Olmo2(), Olmo3(), Qwen2(), Qwen3())
+class Bert(Architecture):
+    """BERT (MultiBERTs, docs/theory.md §17): a masked LM.  Word + absolute position + token-type embeddings,
+    then the embedding LayerNorm; post-LN layers: H_mid = LN(H_pre + attention), H_post = LN(H_mid + MLP),
+    so the attention reads the previous norm's output with no norm of its own (H̃ = H_pre, σ = 1, nothing to
+    fold).  Separate `query`, `key` (nn.Linear [out, in], heads contiguous) with biases.  The attention
+    branch (`attention`: self-attention, dense, then the norm over the residual sum) ends in the residual
+    stream, which is H_mid.  A token alone at position 0: H_pre of layer 0 is the embedding LayerNorm of
+    word + position 0 + token type 0."""
+    family, model_types = "BERT", ("bert",)
+    centre = False
+    revision_template = "{N}"   # train_neox_checkpoints.py: {out_dir}/seed{S}-step_{N}, as MultiBERTs' -step_{N}k
+    position_zero = "the position-0 and token-type-0 embeddings, through the embedding LayerNorm"
+    model_class = "AutoModelForMaskedLM"
+    objective = "masked"
+    branch_ends_in_residual = True
+    single_token_inputs = {}    # token type 0 and position 0 by default
+
+    def base(self, model):
+        return getattr(model, "bert", model)
+
+    def layers(self, model):
+        return self.base(model).encoder.layer
+
+    def attention(self, layer):
+        return layer.attention.self
+
+    def attention_branch(self, layer):
+        return layer.attention
+
+    def input_norm(self, layer):
+        return None
+
+    def norm_parameters(self, layer):
+        return None, None
+
+    def raw_query_key(self, layer, dtype):
+        attention = layer.attention.self
+        heads = attention.num_attention_heads
+        return (*_per_head_linear(attention.query.weight, attention.query.bias, heads, dtype),
+                *_per_head_linear(attention.key.weight, attention.key.bias, heads, dtype))
+
+    def training_config(self, vocab_size, hidden_size, n_layers, n_heads, n_kv_heads, max_seq_len, eos_token_id):
+        from transformers import BertConfig
+
+        # BERT's own choices: GELU, 4× MLP, two token types, decoder tied to the word embeddings
+        return BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=n_layers,
+                          num_attention_heads=n_heads, intermediate_size=4 * hidden_size,
+                          max_position_embeddings=max_seq_len, type_vocab_size=2, pad_token_id=0)
+
+    def training_tokenizer(self, texts, vocab_size: int):
+        """BERT's: a lower-casing WordPiece with [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0 … 4) and the template
+        [CLS] $A [SEP], trained on the texts."""
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+        from transformers import PreTrainedTokenizerFast
+
+        special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+        wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        wordpiece.decoder = decoders.WordPiece()
+        wordpiece.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special,
+                                                                       show_progress=False))
+        wordpiece.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+        return PreTrainedTokenizerFast(tokenizer_object=wordpiece, pad_token="[PAD]", unk_token="[UNK]",
+                                       cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+ARCHITECTURES = (GPTNeoX(), GPT2(), Llama(), Olmo(), Olmo2(), Olmo3(), Qwen2(), Qwen3(), Bert())
 BY_MODEL_TYPE = {model_type: a for a in ARCHITECTURES for model_type in a.model_types}
-BY_NAME = dict(zip(("neox", "gpt2", "llama", "olmo", "olmo2", "olmo3", "qwen2", "qwen3"), ARCHITECTURES))
+BY_NAME = dict(zip(("neox", "gpt2", "llama", "olmo", "olmo2", "olmo3", "qwen2", "qwen3", "bert"), ARCHITECTURES))
 SUPPORTED = ", ".join(f"{a.family} (model_type {'/'.join(a.model_types)})" for a in ARCHITECTURES)
 
 

@@ -178,7 +178,7 @@ class LayerAttention:
 
 @torch.no_grad()
 def single_token_attention(model, representations, layer: int, with_heads: bool = False,
-                           biases: bool = True) -> LayerAttention:
+                           biases: bool = False) -> LayerAttention:
     """The scores of layer `layer` (module docstring) from `representations`
     (common.checkpoints.loading.single_token_representations of the token set): the per-token query and
     key vectors the attention similarity uses (the family adapter's `query_key_vectors`, `biases` as the
@@ -188,3 +188,66 @@ def single_token_attention(model, representations, layer: int, with_heads: bool 
         model, layer, representations.pre(layer).to(device), dtype=compute_dtype(device), biases=biases)
     heads = [_scores(*vectors.head(h)) for h in range(vectors.n_heads)] if with_heads else []
     return LayerAttention(layer, _scores(*vectors.mean()), heads)
+
+
+# ---------------------------------------------------------------------------------------------
+# masked LMs (BERT, docs/theory.md §17): a MASK beside the token, and the statistic it should be filled from
+@dataclass
+class FillInPartners:
+    """The corpus side of a masked LM's fill-in rows: Φ̄ₘᵀ over K (row a = the words b whose masked position
+    has a in its context, minus the uniform guess: Φ̄ₘ[b, a], §16 in expectation over the corruption), with
+    each token's count as an input.  It answers what the explorer and the agreement read of NextTokenCounts."""
+    token_ids: torch.Tensor      # K
+    fill_in: torch.Tensor        # Φ̄ₘᵀ [|K|, |K|] (rows: the token a beside the MASK; columns: the word b filling it)
+    input_counts: torch.Tensor   # clean occurrences of each token of K
+    n_positions: int             # clean positions N·T
+    full_vocab_size: int
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def input_frequency(self) -> torch.Tensor:
+        return self.input_counts.double().cpu() / self.n_positions
+
+    @property
+    def bigram(self) -> torch.Tensor:   # the name the explorer's statistic cards read
+        return self.fill_in
+
+    def bigram_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.fill_in[torch.as_tensor(rows, dtype=torch.long).to(self.fill_in.device)].double().cpu()
+
+    def bigram_at(self, rows: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
+        rows, partners = (torch.as_tensor(t).to(self.fill_in.device) for t in (rows, partners))
+        return self.fill_in[rows[:, None], partners].double().cpu()
+
+
+def fill_in_inputs(tokenizer, token_ids: torch.Tensor) -> tuple:
+    """([n, length] input ids, the MASK's position): each token a of K followed by a MASK, inside the
+    tokenizer's [CLS] … [SEP] when it has them (every sequence BERT saw in pretraining had that form; a
+    sequence without [CLS] at position 0 is one it never saw), else [a, MASK]."""
+    mask = getattr(tokenizer, "mask_token_id", None)
+    if mask is None:
+        raise UserError("the masked LM's tokenizer has no mask token ([MASK])")
+    cls, sep = getattr(tokenizer, "cls_token_id", None), getattr(tokenizer, "sep_token_id", None)
+    columns = [token_ids.view(-1, 1).long(), torch.full((len(token_ids), 1), mask)]
+    if cls is not None and sep is not None:
+        columns = [torch.full((len(token_ids), 1), cls)] + columns + [torch.full((len(token_ids), 1), sep)]
+    return torch.cat(columns, dim=1), 1 + (cls is not None and sep is not None)
+
+
+def fill_in_distribution(model, tokenizer, token_ids: torch.Tensor) -> RowsOnDemand:
+    """p(b fills the MASK | [CLS] a [MASK] [SEP]) for a (rows) and b (columns) in K: the masked LM's
+    prediction at the MASK beside a (`fill_in_inputs`), the softmax over the whole vocabulary (float64),
+    read at K's ids."""
+    device = next(model.parameters()).device
+    columns = token_ids.to(device)
+    inputs, at = fill_in_inputs(tokenizer, token_ids.cpu())
+
+    @torch.no_grad()
+    def rows(block):
+        logits = model(input_ids=inputs[block.cpu()].to(device)).logits[:, at]
+        return logits.double().softmax(dim=-1)[:, columns]
+
+    return RowsOnDemand(rows, (len(token_ids), len(token_ids)), device)

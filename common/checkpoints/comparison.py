@@ -4,8 +4,9 @@ the token set K.
 
   attention : the model's scores over token pairs vs Q̄ (query rows).  The scores are a product of
               per-token query and key vectors, S = Q Kᵀ (the general rule of docs/theory.md §12,
-              common/checkpoints/architectures.py: the bilinear form H̃ M H̃ᵀ of the release, with the
-              projections' biases, a clip and a QK-norm's per-token rescaling where the family has them);
+              common/checkpoints/architectures.py: by default the release's bilinear form H̃ M H̃ᵀ, with a
+              clip and a QK-norm's per-token rescaling where the family has them; with --attention_bias
+              the module's own logits, the projections' biases and the norm's β included);
               the mean over heads is [q_1 … q_H]/H · [k_1 … k_H]ᵀ.  Factored as
               rowcenter(Q Kᵀ) = Q (K − 1·k̄)ᵀ, so no n×n matrix exists on the model side.
   no-MLP    : H_mid vs (B̄Φ̄)ᵀ;      embedding : H_post vs (B̄Φ̄)ᵀ.
@@ -15,7 +16,6 @@ place in float32 (reductions in float64); on the CPU everything is float64.
 Settings travel as one `ComparisonConfig`; the runs over models and revisions are in
 common/checkpoints/suite.py, the files in common/checkpoints/results.py.
 """
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -25,31 +25,14 @@ from common.config import Settings
 from common.progress import progress_bar
 from common.theory.similarity import RSATarget, rowcenter, rsa_factored, rsa_to_target
 
-RESULTS_VERSION = 2   # 2: attention scores from the per-token query/key vectors (biases, QK-norm)
+RESULTS_VERSION = 2   # 2: attention scores from the per-token query/key vectors (QK-norm; biases as asked)
 
 
-@dataclass
-class ComparisonConfig(Settings):
-    """The settings of one comparison run: pythia.py's and pythia_per_head.py's hyperparameters, whose blocks
-    are the one home of each setting's meaning (tests/test_config.py proves the defaults below equal
-    pythia.py's; model_name and revisions have none here, target_layer is pythia_per_head.py's)."""
-    model_name: str
-    revisions: object
-    dataset: str = "openwebtext"
-    n_examples: int = 100000
-    max_seq_len: int = 128
-    top_tokens: Optional[int] = None
-    device: str = "auto"
-    output_dir: str = "out/pythia"
-    cache_dir: str = "out/pythia_cache"
-    batch_size: int = 1024
-    chunk_size: int = 256
-    max_unknown_rate: float = 0.01
+class ComparisonConfig(Settings, script="pythia.py"):
+    """The settings of one comparison run: pythia.py's hyperparameter block (names, types and defaults;
+    common/config.py `Settings`), which pythia_per_head.py repeats with its own revisions, plus the layer
+    whose heads pythia_per_head.py compares (None: the layer comparison of pythia.py)."""
     target_layer: Optional[int] = None
-    deterministic: bool = True
-    integrity_reference: str = ""
-    recompute: bool = False
-    attention_bias: bool = True
 
 
 def compute_dtype(device: torch.device):
@@ -93,7 +76,7 @@ def _vectors(model, representations, layer: int, device, dtype, biases: bool):
                                                             dtype=dtype, biases=biases)
 
 
-def layer_similarities(model, representations, targets: TheoryTargets, device, biases: bool = True) -> list:
+def layer_similarities(model, representations, targets: TheoryTargets, device, biases: bool = False) -> list:
     """[{attention, no_mlp, embedding} for each layer]."""
     results = []
     for index in progress_bar(range(representations.n_layers), desc="layer similarities", leave=False):
@@ -106,7 +89,7 @@ def layer_similarities(model, representations, targets: TheoryTargets, device, b
     return results
 
 
-def head_similarities(model, representations, target: RSATarget, layer: int, device, biases: bool = True) -> list:
+def head_similarities(model, representations, target: RSATarget, layer: int, device, biases: bool = False) -> list:
     """The attention similarity of each head of `layer` (its own scores q_h(a) · k_{g(h)}(b))."""
     vectors = _vectors(model, representations, layer, device, target.dtype, biases)
     return [score_similarity(target, *vectors.head(h)) for h in range(vectors.n_heads)]

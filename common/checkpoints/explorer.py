@@ -7,6 +7,11 @@ For the chosen token a of the token set K, at the chosen revision, side by side:
   - attention: Q̄ row a (the keys query a should attend to) and the model's single-token attention
     scores of query a in every layer (head average) and in every head of a per-head run's layer (at the
     revisions that run covered), from the factors of the similarities (common/checkpoints/associations.py).
+A masked LM (BERT, docs/theory.md §17) has no next token: its first pair of cards is the fill-in, Φ̄ₘᵀ row a
+of the masked statistics (the words whose masked position has a in its context, §16 in expectation over the
+corruption) beside the model's prediction at a MASK next to a, p(b | [CLS] a [MASK] [SEP]) read at the MASK
+(common/checkpoints/associations.py `fill_in_distribution`: the form of every sequence BERT saw in
+pretraining), and its attention cards compare with Q̄ₘ; the agreement measures the same pairs.
 Views, as in the tiny explorer (common/tiny/explorer.py): a statistic's row raw, divided by P̂(x=a), or
 both; the model's next-token card shows p(b | a) raw and p(b | a) − 1/V normalised (the normalised B̄ is
 P̂(b | a) − 1/V); attention scores carry no frequency and read the same in every view.  Every view keeps
@@ -32,6 +37,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import torch
 from common.progress import progress_bar, write
@@ -52,8 +58,15 @@ from common.theory.association_views import MIN_COUNT, PAGE_VIEWS, check_view, s
 EXPLORER_FILE = "explorer.html"
 PAGE_FILE = "explorer_page.html"        # the page's own style, markup and script, beside this module (common/page.html wraps it)
 INDEX_FILE = "explorer_index.html"      # the several-models overview page
-MAX_BYTES = 40_000_000
 STATISTICS = (("bigram", "B̄", "a → next token (corpus)"), ("attention_map", "Q̄", "query a attends to (corpus)"))
+MASKED_STATISTICS = (("bigram", "Φ̄ₘᵀ", "a → the words that fill a MASK in its context (masked statistics)"),
+                     ("attention_map", "Q̄ₘ", "query a attends to (masked statistics)"))
+MASKED_WORDS = {   # the page's wording for a masked LM (explorer_page.html reads D.words; causal: its defaults)
+    "group": "Fill-in — what a MASK beside a is filled with", "statistic": "Φ̄ₘᵀ (corpus, masked)", "symbol": "Φ̄ₘᵀ",
+    "model": "model: p(b at [MASK] | [CLS] a [MASK] [SEP])", "sentence": "most probable fill-in of a MASK beside it",
+    "column": "partner b", "value": "Φ̄ₘ[b, a] (normalised)", "overlap": "fill-in overlap@",
+    "strongest": "Tokens a with the largest Φ̄ₘ[b, a] ÷ P̂(x=a) (the masked statistics' fill-in partners) among "
+                 "this page's tokens seen at least"}
 
 
 # -- what the folder holds ---------------------------------------------------------------------
@@ -132,14 +145,9 @@ def strongest_on_page(counts, rows: torch.Tensor, n_pairs: int, min_count: int =
 
 
 # -- the page data and the measure ---------------------------------------------------------------
-@dataclass
-class ExplorerConfig(Settings):
-    """The page's and the measure's settings (pythia_explore.py's hyperparameters)."""
-    top: int = 8                  # partners per token and map on the page
-    k: int = 8                    # top-k of the agreement measure
-    max_mb: float = MAX_BYTES / 1e6   # page size limit: past it only the most frequent tokens' rows are kept
-    min_count: int = MIN_COUNT    # a token is measured when seen at least this often as an input
-    view: str = "normalised"      # the view shown first
+class ExplorerConfig(Settings, script="pythia_explore.py", names=("top", "k", "max_mb", "min_count", "view")):
+    """The page's and the measure's settings: pythia_explore.py's own hyperparameters (names, types and
+    defaults; common/config.py `Settings`)."""
 
     def check(self) -> "ExplorerConfig":
         check_view(self.view, "view", PAGE_VIEWS)
@@ -158,31 +166,41 @@ class CorpusSide:
     counts: object                # common.checkpoints.associations.NextTokenCounts
 
 
-def corpus_side(config: ComparisonConfig, tokenizer, full_vocab_size: int, device, log=write) -> CorpusSide:
-    """Q̄ from the comparison's statistics cache (computed when absent) and the next-token counts (cached beside)."""
+def corpus_side(config: ComparisonConfig, tokenizer, full_vocab_size: int, device, log=write,
+                objective: str = "causal") -> CorpusSide:
+    """Q̄ from the comparison's statistics cache (computed when absent) and the next-token counts (cached beside);
+    for a masked LM, Q̄ₘ and Φ̄ₘᵀ from its masked statistics (common/checkpoints/associations.py FillInPartners)."""
+    from common.checkpoints.associations import FillInPartners
     from common.checkpoints.token_statistics import load_or_compute_statistics, tokenizer_fingerprint
 
+    masked = objective == "masked"
     statistics = load_or_compute_statistics(
         tokenizer, dataset=config.dataset, n_examples=config.n_examples, seq_len=config.max_seq_len,
         top_tokens=config.top_tokens, full_vocab_size=full_vocab_size, cache_dir=config.cache_dir,
         device=device, dtype=compute_dtype(device), chunk_size=config.chunk_size,
-        max_unknown_rate=config.max_unknown_rate, log=log)
+        max_unknown_rate=config.max_unknown_rate, log=log, objective=objective, context=masked)
     token_ids = statistics["token_ids"].cpu()
+    if masked:
+        partners = FillInPartners(token_ids, statistics["context"].T, statistics["input_counts"].cpu(),
+                                  int(statistics["input_positions"]), full_vocab_size)
+        return CorpusSide(tokenizer_fingerprint(tokenizer), token_ids, statistics["attention_map"], partners)
     counts = next_token_counts(tokenizer, dataset=config.dataset, n_examples=config.n_examples,
                                seq_len=config.max_seq_len, token_ids=token_ids, full_vocab_size=full_vocab_size,
                                cache_dir=config.cache_dir, log=log)
     return CorpusSide(tokenizer_fingerprint(tokenizer), token_ids, statistics["attention_map"], counts)
 
 
-def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = ExplorerConfig(), corpus=None,
+def checkpoint_explorer(config: ComparisonConfig, options: Optional[ExplorerConfig] = None, corpus=None,
                         log=write):
     """(page data, agreement record, corpus side) of one model's comparison folder `config.output_dir`, from its
     checkpoints (`config.model_name`) and its corpus (`corpus`, or the comparison's cache)."""
+    from common.checkpoints.architectures import architecture_for
+    from common.checkpoints.associations import fill_in_distribution
     from common.checkpoints.loading import CheckpointSource, single_token_representations
     from common.checkpoints.token_statistics import tokenizer_fingerprint
     from common.device import configure_numerics, resolve_device
 
-    options.check()
+    options = (options or ExplorerConfig()).check()   # None: pythia_explore.py's defaults
     top, min_count = options.top, options.min_count
     output_dir = Path(config.output_dir)
     revisions, heads = compared_revisions(output_dir)
@@ -194,8 +212,10 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
     model_config = source.check_revisions(revisions)
     tokenizer = source.load_tokenizer(revisions[0])
     check_tokenizers(source, revisions, tokenizer)
+    masked = architecture_for(model_config).objective == "masked"
     if corpus is None:
-        corpus = corpus_side(config, tokenizer, model_config.vocab_size, device, log)
+        corpus = corpus_side(config, tokenizer, model_config.vocab_size, device, log,
+                             architecture_for(model_config).objective)
     elif corpus.tokenizer != tokenizer_fingerprint(tokenizer):
         raise UserError(f"{config.model_name} has another tokenizer than the models before it: explore models "
                         f"of one tokenizer together")
@@ -216,7 +236,7 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
     n_rows, notes = rows_on_page(K, n_tables, top, fixed, max_bytes, "tokens of K", "lower --top or --top_tokens")
     rows = counts.input_counts.argsort(descending=True, stable=True)[:n_rows].sort().values
 
-    biases = getattr(config, "attention_bias", True)
+    biases = getattr(config, "attention_bias", False)
     pages, measures = [], {}
     for revision in progress_bar(revisions, desc="explorer: revisions"):
         model = source.load_model(revision)
@@ -225,7 +245,8 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
                             f"token set uses id {int(token_ids.max())}: the revisions do not share one vocabulary")
         model = model.to(device)
         representations = single_token_representations(model, token_ids, config.batch_size)
-        model_next = next_token_distribution(model, token_ids)
+        model_next = (fill_in_distribution(model, tokenizer, token_ids) if masked
+                      else next_token_distribution(model, token_ids))
         attention, head_tables = [], []
 
         def layers():   # one layer's factors at a time: its tables, then its measure
@@ -242,7 +263,8 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
                       "next_token": partner_table(model_next, rows, top), "attention": attention,
                       "heads": head_tables})
         del model, representations, model_next
-    record = agreement_record(next_statistic, attention_statistic, k, min_count, measures)
+    record = agreement_record(next_statistic, attention_statistic, k, min_count, measures,
+                              "masked" if masked else "causal")
     strongest = strongest_on_page(counts, rows, 40, min_count)
     by_frequency = counts.input_counts.argsort(descending=True, stable=True)
     data = {"title": str(config.model_name), "model_name": str(config.model_name),
@@ -254,7 +276,9 @@ def checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = Expl
             "n_layers": n_layers, "n_heads": n_heads,
             "statistics": [{"field": field, "symbol": symbol, "reads": reads,
                             "table": partner_table(matrix, rows, top)}
-                           for (field, symbol, reads), matrix in zip(STATISTICS, (counts.bigram, attention_map))],
+                           for (field, symbol, reads), matrix in zip(MASKED_STATISTICS if masked else STATISTICS,
+                                                                     (counts.bigram, attention_map))],
+            **({"words": MASKED_WORDS, "objective": "masked"} if masked else {}),
             "revisions": pages, "agreement": record, "strongest": strongest,
             "default_token": vocabulary[strongest[0][0] if strongest else int(by_frequency[0])]}
     return data, record, corpus
@@ -278,7 +302,7 @@ def _write(output_dir, data: dict, record: dict) -> list:
     return [write_page(output_dir / EXPLORER_FILE, explorer_page(data))] + paths
 
 
-def write_checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig = ExplorerConfig(),
+def write_checkpoint_explorer(config: ComparisonConfig, options: Optional[ExplorerConfig] = None,
                               log=write) -> list:
     """{output_dir}/explorer.html, association_agreement.json and its curves (PNG, PDF) for one model's
     comparison folder `config.output_dir`; returns the paths."""
@@ -286,7 +310,7 @@ def write_checkpoint_explorer(config: ComparisonConfig, options: ExplorerConfig 
     return _write(config.output_dir, data, record)
 
 
-def write_explorers(config: ComparisonConfig, options: ExplorerConfig = ExplorerConfig(), log=write) -> list:
+def write_explorers(config: ComparisonConfig, options: Optional[ExplorerConfig] = None, log=write) -> list:
     """The explorers of a comparison run, as pythia.py and pythia_per_head.py lay it out: one model in
     `config.output_dir`, or several (`--model_name` a comma list or a brace range) in
     {output_dir}/{model}/ with the overview beside them (`write_explorer_overview`).  Every model's folder is

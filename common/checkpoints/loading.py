@@ -1,5 +1,6 @@
-"""Checkpointed causal LMs of the supported families (common/checkpoints/architectures.py): sources,
-revisions, loading, and the single-token representations the comparisons read (docs/theory.md §6, §12).
+"""Checkpointed LMs of the supported families (common/checkpoints/architectures.py; causal, and BERT's masked
+LM): sources, revisions, loading, and the single-token representations the comparisons read
+(docs/theory.md §6, §12, §17).
 
 Sources (`CheckpointSource`):
   - a local folder holding one sub-folder per revision (`{folder}/step0/`, `{folder}/checkpoint-10/`, …
@@ -9,15 +10,29 @@ Sources (`CheckpointSource`):
     pattern needs them.  Offline (HF_HUB_OFFLINE=1, or no connection), it runs from the Hugging Face cache
     (common/hub.py): the cached refs are its revisions, and a revision missing from the cache (or a cached
     revision missing its configuration, weights or tokenizer) is one UserError line naming what is missing.
+  - revisions that are repositories or folders of their own (MultiBERTs: `google/multiberts-seed_0-step_20k`):
+    a `{revision}` placeholder in the last component of the name, `google/multiberts-seed_0-step_{revision}`,
+    stands for the revision (`20k`).  Locally, the revisions are the folders beside it that match the
+    template (`{out_dir}/seed1-step_{revision}` → `seed1-step_0`, `seed1-step_512`, …); offline, the
+    cached repositories matching it (their `main`); online, the hub's repositories matching it.
 Several models at once (`--model_name`): a comma list, or a brace range `EleutherAI/pythia-160m-seed{1..9}`
-(`expand_model_names`).  Every failure (missing folder, unknown revision, unsupported family, revisions of
+(`expand_model_names`; `google/multiberts-seed_{0..4}-step_{revision}` is five templates).  Every failure (missing folder, unknown revision, unsupported family, revisions of
 different models, a hub name offline and not cached) is a one-line `UserError`, raised before any work.
+
+Weights.  A revision with safetensors files is loaded by transformers from them.  One that ships only pickled
+weights (`pytorch_model.bin`, or its shards with `pytorch_model.bin.index.json`: MultiBERTs, old Pythia
+branches) is read here with `torch.load(weights_only=True)`, never a full unpickle, and given to the model
+as its state dict; a file whose pickle asks for anything but tensors and plain containers (code to run) is
+refused in one line (`pickled_state_dict`).
 
 Read-outs, each token alone at position 0 (rotary embeddings are the identity there):
 `single_token_representations(model, token_ids)`: H_pre, H_mid = H_pre + the attention branch's output
-(no MLP), H_post per layer, from forward hooks placed by the family's adapter.  H_post of the last layer is
+(no MLP; BERT's post-LN attention block already ends in the residual stream after its norm, which is
+H_mid), H_post per layer, from forward hooks placed by the family's adapter.  H_post of the last layer is
 the raw residual stream: the last entry of `output_hidden_states` has the final norm applied and is not used.
 """
+import json
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +50,10 @@ _LOCAL_HINT = "pass a local folder with one sub-folder per revision (train_neox_
 _BRACE_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")
+SAFETENSORS_FILES = WEIGHT_FILES[:2]
+PICKLE_FILE, PICKLE_INDEX = WEIGHT_FILES[2:]
+PLACEHOLDER = "{revision}"   # in --model_name: each revision is a repository or folder of its own
 
 
 def expand_model_names(value) -> list:
@@ -67,17 +85,77 @@ def _looks_like_path(name: str) -> bool:
             or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
 
 
+def pickled_state_dict(files: list, where: str) -> dict:
+    """The tensors of pickled weight files, each read with `torch.load(weights_only=True)`: the unpickler
+    rebuilds tensors and plain containers only and refuses anything else, so a file that would run code
+    (or needs any other class) is one UserError line, never executed."""
+    state = {}
+    for path in files:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+        except pickle.UnpicklingError as error:
+            detail = next((line.strip() for line in str(error).splitlines() if "Unsupported" in line
+                           or "global" in line.lower()), str(error).splitlines()[0] if str(error) else "")
+            raise UserError(f"refused to load {Path(path).name} of {where}: its pickle needs more than tensors "
+                            f"({detail[:160]}), and only weights_only loading is allowed; convert it to "
+                            f"safetensors where you trust it") from None
+        except Exception as error:   # truncated or corrupt file
+            raise UserError(f"could not read {Path(path).name} of {where} ({error.__class__.__name__}: "
+                            f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            raise UserError(f"{Path(path).name} of {where} is not a state dict (a mapping of names to tensors)")
+        state.update(loaded)
+    return state
+
+
+def _pickle_shards(folder: Path) -> list:
+    """The pickled weight files a folder's index names, or its pytorch_model.bin."""
+    index = folder / PICKLE_INDEX
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [folder / PICKLE_FILE]
+
+
 class CheckpointSource:
     """A hub model name (online, or offline from the Hugging Face cache) or a local folder with one
-    sub-folder per revision."""
+    sub-folder per revision; or, with a `{revision}` placeholder in the name's last component, a family of
+    repositories or folders, one per revision (module docstring)."""
 
     def __init__(self, model_name: str):
         self.name = str(model_name)
-        path = Path(self.name).expanduser()
-        self.local: Optional[Path] = path if _looks_like_path(self.name) else None
+        self.template = PLACEHOLDER in self.name
+        if self.template:
+            head, _, last = self.name.rstrip("/").rpartition("/")
+            if self.name.count(PLACEHOLDER) != 1 or PLACEHOLDER not in last or re.search(r"[{}]", last.replace(
+                    PLACEHOLDER, "")):
+                raise UserError(f"--model_name={self.name!r}: the {PLACEHOLDER} placeholder goes once into the last "
+                                f"component of the name (e.g. google/multiberts-seed_0-step_{PLACEHOLDER})")
+            before, _, after = last.partition(PLACEHOLDER)
+            self._pattern = re.compile(re.escape(before) + r"(.+?)" + re.escape(after))
+            self._parent = head
+        path = Path(self._parent if self.template else self.name).expanduser()
+        looks_local = _looks_like_path(self.name) or (self.template and _looks_like_path(self._parent))
+        self.local: Optional[Path] = path if looks_local else None
         if self.local is not None and not self.local.is_dir():
-            raise UserError(f"checkpoint folder not found: {model_name} ({_LOCAL_HINT}, or a hub model name)")
+            raise UserError(f"checkpoint folder not found: {path if self.template else model_name} "
+                            f"({_LOCAL_HINT}, or a hub model name)")
         self._listed = None
+
+    def repository(self, revision: str):
+        """(hub repository or local folder, hub branch) holding `revision`: the name and the revision, or for a
+        template the name with the revision put in and the repository's `main`."""
+        if self.template:
+            return self.name.replace(PLACEHOLDER, str(revision)), "main"
+        return self.name, str(revision)
+
+    def _templated(self, names) -> dict:
+        """{revision: name} of the names (folder or repository names) the template matches."""
+        found = {}
+        for name in names:
+            match = self._pattern.fullmatch(str(name).rstrip("/").rpartition("/")[2])
+            if match and str(name).rstrip("/").rpartition("/")[0] in ("", self._parent):
+                found[match.group(1)] = name
+        return found
 
     @property
     def offline(self) -> bool:
@@ -88,27 +166,61 @@ class CheckpointSource:
     @property
     def where(self) -> str:
         if self.local is not None:
-            return str(self.local)
+            return self.name if self.template else str(self.local)
         if self.offline:
             from common.hub import hub_cache_dir
 
             return f"the Hugging Face cache of {self.name!r} ({hub_cache_dir()})"
-        return f"the hub repository {self.name!r}"
+        return f"the hub repositor{'ies' if self.template else 'y'} {self.name!r}"
 
     def _folders(self) -> dict:
         """{name: folder} of the revisions at hand: a local folder's sub-folders with a config.json, or
-        the cache's snapshots (offline)."""
+        the cache's snapshots (offline); for a template, the matching folders or cached repositories."""
+        if self.template:
+            return self._templated_folders()
         if self.local is not None:
             return {p.name: p for p in self.local.iterdir() if p.is_dir() and (p / "config.json").is_file()}
         from common.hub import cached_revisions
 
         return cached_revisions(self.name)
 
+    def _templated_folders(self) -> dict:
+        if self.local is not None:
+            matched = self._templated(f"{self._parent}/{p.name}" for p in self.local.iterdir()
+                                      if p.is_dir() and (p / "config.json").is_file())
+            return {revision: self.local / Path(name).name for revision, name in matched.items()}
+        from common.hub import cached_snapshot, hub_cache_dir
+
+        cache = hub_cache_dir()
+        repositories = ([p.name[len("models--"):].replace("--", "/") for p in cache.iterdir()
+                         if p.is_dir() and p.name.startswith("models--")] if cache.is_dir() else [])
+        folders = {}
+        for revision, repository in self._templated(repositories).items():
+            snapshot = cached_snapshot(repository, "main")
+            if snapshot is not None:
+                folders[revision] = snapshot
+        return folders
+
+    def _hub_repositories(self) -> list:
+        """Online: the revisions of a template, from the hub's repositories whose names match it."""
+        from huggingface_hub import HfApi
+
+        owner, _, last = self.name.partition("/")
+        try:
+            names = [m.id for m in HfApi().list_models(author=owner if last else None,
+                                                       search=(last or owner).partition(PLACEHOLDER)[0])]
+        except Exception as error:   # network failure
+            raise UserError(f"could not list the repositories matching {self.name!r} on the hub "
+                            f"({error.__class__.__name__}); name the revisions instead of a range or pattern") from None
+        return sorted(self._templated(names))
+
     def available(self) -> list:
         """Every revision name the source has (local sub-folders, cached refs offline, hub branches online)."""
         if self._listed is None:
             if self.local is not None or self.offline:
                 self._listed = sorted(self._folders())
+            elif self.template:
+                self._listed = self._hub_repositories()
             else:
                 from common.hub import hub_revisions
 
@@ -122,7 +234,7 @@ class CheckpointSource:
         online_names_only = self.local is None and not self.offline and not any(map(is_pattern, items))
         if online_names_only:   # no listing needed: the hub answers for each name when it is loaded
             ordered = select_revisions(items, None, self.where)
-            if "pythia" in self.name.lower():
+            if "pythia" in self.name.lower() and not self.template:
                 for revision in ordered:
                     check_published_pythia_step(revision)
             return ordered
@@ -164,8 +276,9 @@ class CheckpointSource:
         naming what is missing."""
         from common.hub import cached_snapshot
 
-        snapshot = cached_snapshot(self.name, revision)
-        fetch = (f"download it where the hub is reachable (hf download {self.name} --revision {revision}), "
+        repository, branch = self.repository(revision)
+        snapshot = cached_snapshot(repository, branch)
+        fetch = (f"download it where the hub is reachable (hf download {repository} --revision {branch}), "
                  f"or {_LOCAL_HINT}")
         if snapshot is None:
             raise UserError(f"revision {revision!r} of {self.name!r} is not in the Hugging Face cache and the hub "
@@ -180,9 +293,33 @@ class CheckpointSource:
                             f"{' and '.join(missing)}, and the hub cannot be reached (offline); {fetch}")
 
     def _location(self, revision: str):
+        repository, branch = self.repository(revision)
         if self.local is not None:
-            return str(self.local / revision), {}
-        return self.name, {"revision": revision, **({"local_files_only": True} if self.offline else {})}
+            return (repository if self.template else str(self.local / revision)), {}
+        return repository, {"revision": branch, **({"local_files_only": True} if self.offline else {})}
+
+    def _pickled_files(self, revision: str):
+        """The revision's pickled weight files when it has no safetensors (downloaded online), else None."""
+        where, kwargs = self._location(revision)
+        if self.local is not None or self.offline:
+            folder = Path(where) if self.local is not None else self._folders().get(revision)
+            if folder is None:
+                from common.hub import cached_snapshot
+
+                folder = cached_snapshot(*self.repository(revision))
+            if folder is None or any((folder / name).is_file() for name in SAFETENSORS_FILES):
+                return None
+            return _pickle_shards(folder) if any((folder / n).is_file() for n in (PICKLE_FILE, PICKLE_INDEX)) else None
+        from huggingface_hub import hf_hub_download, list_repo_files
+
+        files = list_repo_files(where, revision=kwargs["revision"])
+        if any(name in files for name in SAFETENSORS_FILES) or not any(n in files for n in (PICKLE_FILE, PICKLE_INDEX)):
+            return None
+        fetch = lambda name: Path(hf_hub_download(where, name, revision=kwargs["revision"]))
+        if PICKLE_INDEX in files:
+            shards = sorted(set(json.loads(fetch(PICKLE_INDEX).read_text())["weight_map"].values()))
+            return [fetch(name) for name in shards]
+        return [fetch(PICKLE_FILE)]
 
     def _load(self, what: str, loader, revision: str):
         where, kwargs = self._location(revision)
@@ -227,16 +364,28 @@ class CheckpointSource:
         return self._load("tokenizer", AutoTokenizer.from_pretrained, revision)
 
     def load_model(self, revision: str, dtype=torch.float32):
-        """The revision's causal LM on the CPU, in eval mode (the caller hashes it, then moves it)."""
-        from transformers import AutoModelForCausalLM
+        """The revision's LM (causal, or BERT's masked LM: the family's `model_class`) on the CPU, in eval mode
+        (the caller hashes it, then moves it).  Pickled weights: module docstring."""
+        import transformers
         from transformers.utils import logging as hf_logging
 
-        self.load_config(revision)
+        config = self.load_config(revision)
+        auto = getattr(transformers, architecture_for(config).model_class)
         hf_logging.disable_progress_bar()
+        verbosity = hf_logging.get_verbosity()
         try:
-            load = lambda where, **kwargs: AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+            pickled = self._load("weight files", lambda where, **kwargs: self._pickled_files(revision), revision)
+            if pickled is not None:
+                state = pickled_state_dict(pickled, f"{self.name} ({revision})")
+                model_class = auto._model_mapping[type(config)]
+                hf_logging.set_verbosity_error()   # the load report lists the heads a masked LM does not use
+                load = lambda where, **kwargs: model_class.from_pretrained(None, config=config, state_dict=state,
+                                                                           dtype=dtype)
+            else:
+                load = lambda where, **kwargs: auto.from_pretrained(where, dtype=dtype, weights_only=True, **kwargs)
             return self._load("weights", load, revision).eval()
         finally:
+            hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
 
 
@@ -272,6 +421,7 @@ def single_token_representations(model, token_ids: torch.Tensor, batch_size: int
     because the whole embedding module runs."""
     architecture = architecture_for(model.config)
     base = architecture.base(model)
+    inputs = architecture.single_token_inputs
     layers = architecture.layers(model)
     device = next(model.parameters()).device
     n, d = len(token_ids), model.config.hidden_size
@@ -298,11 +448,12 @@ def single_token_representations(model, token_ids: torch.Tensor, batch_size: int
                           leave=False):
             window.update(start=start, stop=min(start + batch_size, n))
             ids = token_ids[start:start + batch_size].to(device).view(-1, 1)
-            base(input_ids=ids, use_cache=False)
+            base(input_ids=ids, **inputs)
     finally:
         for handle in handles:
             handle.remove()
     # H_mid = H_pre + the attention branch: the residual between attention and MLP of a sequential layer, the
-    # parallel-residual layer (GPTNeoX) without its MLP branch
-    mid = [attention_out[l].add_(embedding if l == 0 else post[l - 1]) for l in range(len(layers))]
+    # parallel-residual layer (GPTNeoX) without its MLP branch; a post-LN branch (BERT) ends in that residual
+    mid = [attention_out[l] if architecture.branch_ends_in_residual else
+           attention_out[l].add_(embedding if l == 0 else post[l - 1]) for l in range(len(layers))]
     return Representations(embedding=embedding, mid=mid, post=post)

@@ -123,8 +123,11 @@ def read_revision_record(output_dir) -> dict:
 
 
 def model_folder_name(name: str) -> str:
-    """A model's results folder among several: the last component of its name (hub name or path)."""
-    return Path(str(name).rstrip("/")).name
+    """A model's results folder among several: the last component of its name (hub name or path), less a
+    revision template's `{revision}` and the word before it (`multiberts-seed_0-step_{revision}` →
+    `multiberts-seed_0`)."""
+    last = Path(str(name).rstrip("/")).name
+    return re.sub(r"[-_.]?[A-Za-z]*[-_.]?\{revision\}", "", last) or last
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,12 @@ Each family publishes its intermediate checkpoints as Hugging Face revisions nam
     step-{N}                     TinyLlama, SmolLM (Llama)
     step{N}-tokens{M}B           OLMo v1
     stage1-step{N}-tokens{M}B    OLMo-2
+    {N}k                         MultiBERTs: each revision is a repository google/multiberts-seed_{S}-step_{N}k,
+                                 N thousand steps (the step is N·1000)
+    {N}                          a step number: the repository-style folders {out_dir}/seed{S}-step_{N} of
+                                 train_neox_checkpoints.py --architecture=bert
+The last two name revisions that are whole repositories or folders (a `{revision}` placeholder in
+--model_name, common/checkpoints/loading.py), not branches.
 Revisions are ordered by the step number in their name (ties by name).
 
 Selecting revisions (`--revisions`), resolved against the names a source has (a local folder's
@@ -34,8 +40,9 @@ RANGE_SEPARATOR = ".."
 @dataclass(frozen=True)
 class RevisionNaming:
     template: str    # how the convention reads, e.g. checkpoint-{N}
-    pattern: str     # regular expression; its first group is the step number
+    pattern: str     # regular expression; its first group is the step number (in units of `scale`)
     families: str    # who publishes revisions named this way
+    scale: int = 1   # steps per unit of the number in the name (MultiBERTs' 20k: 1000)
 
 
 NAMINGS = (
@@ -45,6 +52,8 @@ NAMINGS = (
     RevisionNaming("step-{N}", r"step-(\d+)", "TinyLlama, SmolLM"),
     RevisionNaming("step{N}-tokens{M}B", r"step(\d+)-tokens(\d+)B", "OLMo v1"),
     RevisionNaming("stage1-step{N}-tokens{M}B", r"stage1-step(\d+)-tokens(\d+)B", "OLMo-2"),
+    RevisionNaming("{N}k", r"(\d+)k", "MultiBERTs (repositories -step_{N}k)", scale=1000),
+    RevisionNaming("{N}", r"(\d+)", "repository-style folders -step_{N}"),
 )
 KNOWN_NAMINGS = ", ".join(n.template for n in NAMINGS)
 
@@ -54,7 +63,7 @@ def parse_revision(revision: str):
     for naming in NAMINGS:
         match = re.fullmatch(naming.pattern, str(revision))
         if match:
-            return int(match.group(1)), naming
+            return int(match.group(1)) * naming.scale, naming
     return None
 
 

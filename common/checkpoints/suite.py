@@ -2,10 +2,13 @@
 revisions, checked for integrity, resumable, shared out across processes.
 
 Order of work, so that bad input fails before anything is written:
-  1. every model (`--model_name`: one, a comma list or org/name-seed{1..9}) and its revisions are resolved
+  1. every model (`--model_name`: one, a comma list or org/name-seed{1..9}; revisions that are repositories of
+     their own: google/multiberts-seed_{0..4}-step_{revision}, common/checkpoints/loading.py) and its revisions are resolved
      and checked (names, ranges, patterns, the integrity reference, family, agreement of the revisions;
      across models: the same architecture and the same tokenizer, or one UserError line);
-  2. the statistics are computed once (the models share a tokenizer, hence the statistics) and cached;
+  2. the statistics are computed once (the models share a tokenizer, hence the statistics) and cached: the
+     causal ones of docs/theory.md §6, or for a masked LM (BERT) §16's masked statistics of its own
+     tokenisation in expectation over the corruption (common/checkpoints/token_statistics.py);
   3. each (model, revision) is loaded, every tensor hashed (common/checkpoints/integrity.py, the hashes
      written to {model's output}/integrity/), compared and written; a revision whose results exist for
      the same weights and settings is skipped (`recompute=True` forces);
@@ -128,7 +131,7 @@ def run_comparison(config: ComparisonConfig, heads: bool = False, log=write) -> 
         first.tokenizer, dataset=config.dataset, n_examples=config.n_examples, seq_len=config.max_seq_len,
         top_tokens=config.top_tokens, full_vocab_size=first.model_config.vocab_size, cache_dir=config.cache_dir,
         device=device, dtype=dtype, chunk_size=config.chunk_size, max_unknown_rate=config.max_unknown_rate,
-        log=lambda m: log(rank_prefix + m))
+        log=lambda m: log(rank_prefix + m), objective=architecture_for(first.model_config).objective)
     if processes.main and processes.world > 1:
         torch.distributed.barrier()
     settings = dict(result_settings(config, statistics.pop("cache_key"), dtype),

@@ -1,6 +1,5 @@
 """The embedding measure of Li, Li & Risteski (2023) over checkpoint revisions (topic_embeddings.py,
 docs/theory.md §11): binned mean inner product and cosine of the input-embedding rows of single-token words."""
-from dataclasses import dataclass
 
 import torch
 
@@ -35,15 +34,9 @@ def single_token_ids(tokenizer, words: list, where: str) -> list:
     return ids
 
 
-@dataclass
-class TopicEmbeddingsConfig(Settings):
-    """topic_embeddings.py's settings; meaning and defaults are its hyperparameter block's (the one home of
-    each comment; tests/test_config.py proves the defaults below equal that block's)."""
-    model_name: str = "out/lda_checkpoints"
-    revisions: str = "all"
-    dataset: str = "lda"
-    topics: str = ""
-    out_dir: str = "out/topic_embeddings"
+class TopicEmbeddingsConfig(Settings, script="topic_embeddings.py"):
+    """topic_embeddings.py's settings: its hyperparameter block's names, types and defaults
+    (common/config.py `Settings`; the block is the one home of each comment)."""
 
 
 def run_topic_embeddings(config: TopicEmbeddingsConfig) -> dict:

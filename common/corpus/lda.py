@@ -38,17 +38,10 @@ SOURCE_NAME = "lda"
 TABLE_FILE = "topics.json"                                  # the word → topics table beside a corpus
 
 
-@dataclass(frozen=True)
-class LDAParameters(Settings):
-    """The generator's parameters (the defaults are Li, Li & Risteski's; built from a script's settings with
-    `from_settings`, missing ones keeping their default)."""
-    n_topics: int = 10          # topics
-    words_per_topic: int = 10   # words in each topic's block
-    alpha: float = 0.1          # symmetric Dirichlet concentration of each document's topic mixture
-    min_length: int = 100       # words per document: uniform in [min_length, max_length]
-    max_length: int = 150
-    n_documents: int = 10000
-    overlap: int = 0            # words shared by adjacent topics (0: disjoint blocks)
+class LDAParameters(Settings, script="topic_structure.py", frozen=True, names=(
+        "n_topics", "words_per_topic", "alpha", "min_length", "max_length", "n_documents", "overlap")):
+    """The generator's parameters (the defaults are Li, Li & Risteski's): the corpus settings of
+    topic_structure.py's hyperparameter block, their one home (common/config.py `Settings`)."""
 
     def validate(self, seq_len: Optional[int] = None) -> "LDAParameters":
         """Raise a one-line UserError for parameters that cannot make a corpus (or, given the

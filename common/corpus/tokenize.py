@@ -17,8 +17,11 @@ Both write one output folder (written under a temporary name, renamed into place
     stories/                the kept stories, a `datasets` folder with columns `text` and `ids`
     vocabulary.json         {token: id}
     token_frequencies.json  {token: count over the input corpus}
-    summary.json            counts, coverage, unknown-token rate, training sequences (below) and the
-                            vocabulary's SHA-256 (checked by the trainer)
+    summary.json            counts, coverage, unknown-token rate, training sequences (below), the
+                            vocabulary's SHA-256 (checked by the trainer) and `mask_token`: the name a
+                            masked-LM run gives the MASK token it appends to the vocabulary (docs/theory.md
+                            §16; `<mask>`, or the first free `<mask_k>` should the vocabulary hold it).  The
+                            vocabulary itself never holds it, so causal runs are unchanged.
     tokenizer.json          (BPE only) the trained `tokenizers` model
     topics.json             (--data=lda only) the LDA corpus's word → topics table (common/corpus/lda.py)
 Sequences (docs/theory.md §5): stories with at least T+1 tokens, truncated to T+1; x = first T, y = last T
@@ -31,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
@@ -320,11 +322,35 @@ def vocabulary_fingerprint(vocabulary: list) -> str:
     return hashlib.sha256(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+MASK_TOKEN = "<mask>"   # the MASK token's name (no natural token holds '<'; BPE's pre-tokenizer splits it too)
+
+
+def free_mask_token(vocabulary) -> str:
+    """MASK_TOKEN, or the first of `<mask_1>`, `<mask_2>`, … that is not a token of `vocabulary`."""
+    taken, name, k = set(vocabulary), MASK_TOKEN, 0
+    while name in taken:
+        k += 1
+        name = f"{MASK_TOKEN[:-1]}_{k}>"
+    return name
+
+
+def mask_token(data_dir, vocabulary: list) -> str:
+    """The MASK token name a data folder records (summary.json's `mask_token`); a folder written before
+    the record existed gets the name `free_mask_token` would have recorded."""
+    summary = read_json(Path(data_dir) / "summary.json", "tokenizer summary")
+    name = summary.get("mask_token") or free_mask_token(vocabulary)
+    if name in set(vocabulary):
+        raise UserError(f"the mask token {name!r} recorded in {Path(data_dir) / 'summary.json'} is a token of "
+                        f"the vocabulary; re-run the tokenizer into that folder")
+    return name
+
+
 def write_token_folder(out_dir, stories, vocabulary: list, frequencies: dict, summary: dict,
                        tokenizer=None, extra_files=None) -> dict:
     """Write the output folder atomically (see module docstring); returns the summary written.
     `extra_files`: {name: JSON data} written beside (e.g. an LDA corpus's topics.json)."""
-    summary = dict(summary, vocabulary_sha256=vocabulary_fingerprint(vocabulary))
+    summary = dict(summary, vocabulary_sha256=vocabulary_fingerprint(vocabulary),
+                   mask_token=free_mask_token(vocabulary))
     with atomic_directory(out_dir) as tmp:
         stories.save_to_disk(str(tmp / STORIES_FOLDER))
         write_json(tmp / "vocabulary.json", {token: i for i, token in enumerate(vocabulary)})
@@ -462,22 +488,10 @@ def default_num_proc(n_stories: int) -> int:
     return 1 if n_stories < 50_000 else max(1, min(8, os.cpu_count() or 1))
 
 
-@dataclass
-class TokenizerConfig(Settings):
-    """tiny_tokenize_natural.py's settings (the BPE script inherits them and changes vocab_size and out_dir);
-    meaning and defaults are that block's (the one home of each comment; tests/test_config.py proves the
-    defaults below equal it)."""
-    data: str = "roneneldan/TinyStories"
-    split: str = "train"
-    text_field: str = "text"
-    n_stories: int = 20000
-    max_stories: int = 0
-    vocab_size: int = 3000
-    keep_unknown: bool = False
-    seq_len: int = 200
-    out_dir: str = "data/natural"
-    num_proc: int = 0
-    seed: int = 42
+class TokenizerConfig(Settings, script="tiny_tokenize_natural.py"):
+    """tiny_tokenize_natural.py's settings (the BPE script inherits them and changes vocab_size and out_dir):
+    that block's names, types and defaults (common/config.py `Settings`; the block is the one home of each
+    comment)."""
 
 
 def run_tokenizer(kind: str, config: TokenizerConfig) -> dict:

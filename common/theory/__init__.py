@@ -4,6 +4,7 @@ checkpoints, and no import of a pipeline (corpus, tiny, checkpoints).
     model           the attention-only transformer on one-hot tokens (§1)
     masking         the corruption of masked language modelling: selected positions, MASK / own / random (§16)
     statistics      corpus statistics B̄, Φ̄, Σ_B, (B̄Φ̄)ᵀ, Ḡ, Q̄, p̄ in two streaming passes (§2)
+    masked_statistics  the masked objective's statistics, of one corruption draw and in expectation (§16)
     leading_terms   leading-term predictions of every weight (§3) and their next-order terms (§10)
     path_exact      path-exact leading terms driven by the batches trained on (§10)
     series          the Taylor series of gradient flow: every weight's τ^k coefficients, any depth (§14)

@@ -6,14 +6,16 @@ import torch
 
 from common.theory.leading_terms import predicted_weights, theory_matrices
 from common.theory.similarity import matrix_cosine, relative_error
-from common.theory.weight_kinds import WEIGHT_KINDS, log_key, parse_log_key
+from common.theory.weight_kinds import WEIGHT_KINDS, log_key, model_variant, parse_log_key
 
 
 def named_weights(model):
     """(log key, weight kind, tensor) for every weight of an AttentionOnlyTransformer:
-    `W_O_B_bar`, then per layer `layer_{l}_V_B_bar_Phi_bar`, `layer_{l}_W_Q_bar`, `layer_{l}_P_p_bar`."""
+    `W_O_B_bar`, then per layer `layer_{l}_V_B_bar_Phi_bar`, `layer_{l}_W_Q_bar`, `layer_{l}_P_p_bar`.
+    The keys are the same in every variant (docs/theory.md §16); a model whose W_O is frozen to the
+    identity has no W_O key."""
     for kind in WEIGHT_KINDS:
-        if not kind.per_layer:
+        if not kind.per_layer and getattr(model, kind.name) is not None:
             yield log_key(kind.name), kind.name, getattr(model, kind.name)
     for l, layer in enumerate(model.layers):
         for kind in WEIGHT_KINDS:
@@ -24,8 +26,11 @@ def named_weights(model):
 @torch.no_grad()
 def theory_entry(model, stats, lr: float, step: int) -> dict:
     """Cosine of every weight with its statistic and relative error to the §3 prediction at `step`
-    (None before a kind's prediction becomes non-zero)."""
-    theory, predicted = theory_matrices(stats), predicted_weights(stats, lr, step)
+    (None before a kind's prediction becomes non-zero).  The statistic and the leading power are those
+    of the model's variant (common.theory.weight_kinds.model_variant): `stats` must be the statistics
+    of that variant (for masked runs, common/theory/masked_statistics.py with the same variant)."""
+    variant = model_variant(model)
+    theory, predicted = theory_matrices(stats, variant), predicted_weights(stats, lr, step, variant=variant)
     entry = {}
     for key, kind, weight in named_weights(model):
         entry[key] = matrix_cosine(weight, theory[kind])

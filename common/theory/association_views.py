@@ -17,32 +17,59 @@ from P̂(y=a) only by the sequence ends).  Dividing a row by one number leaves t
 partners unchanged: the views differ in the values, which become comparable across tokens, and in the
 choice of the strongest-association tokens below.
 
-`lift` divides entry [a, b] by the frequencies of both tokens (input frequencies on both axes: a
-token's frequency as an input and as an output differ only by the sequence ends), as often as each
-enters the entry, and leaves out partners seen fewer than `min_count` times.  B̄, Σ_B, Φ̄ and (B̄Φ̄)ᵀ
-(and W_O and V, which learn B̄ and (B̄Φ̄)ᵀ) accumulate over the co-occurrences of a and b, so they
-grow as P̂(a) P̂(b) and are divided by it; for the bigram map
+`lift` ranks a row's partners by their association, robustly to rare tokens: entry [a, b] of a map is
+divided by the frequencies of both tokens, as often as each enters the entry, and discounted by the
+noise of the counts the entry rests on; only pairs whose discounted lift is positive, of tokens seen at
+least `min_count` times, are shown.  One function (`LiftSupport.lift_lower`) decides what a row may show
+and the strongest-pairs table reads the B̄ rows it makes, so the table's pair a → b is the top partner of
+a's B̄ row, with the same value.
 
-    B̄[a,b] / (P̂(a) P̂(b)) = P̂(y=b | x=a) / P̂(b) − 1/(V P̂(b)),
+    lift⁻[a, b] = X[a, b] / (P̂(a) P̂(b)^p) · (1 − z / √N[a, b]),   z = LIFT_Z = 2,
 
-the lift of the pair minus a small correction.  Q̄ (and W, which learns it) is divided by P̂(a) P̂(b)²:
-its entry for query a and key b sums the attention-score gradient over the co-occurrences of a and b
-(one P̂(a) P̂(b)), and each of those gradients carries the value written by key b, M[t,s] = Ḡ[b, y_t] −
-…, whose size grows with P̂(b) as the value map's row b does (a second P̂(b); docs/theory.md §2).  Either
-way a partner's lift no longer grows with its frequency, so `,` and `the` do not lead every row just by
-being frequent; the partners' order changes.
+shown when X[a, b] > 0, N[a, b] > z² and both tokens are seen `min_count` times.  X is the map (a
+statistic, or a trained weight that learns it); the frequencies are those of each axis — a token's count
+as an input for B̄'s rows, (B̄Φ̄)ᵀ and Q̄, as an output for B̄'s columns, Σ_B and Φ̄'s rows (they differ at
+the sequence ends: a name that ends its sequences, like `galindo` in `Patch by Pablo Galindo`, is an
+output far more often than an input).  p = 1, except p = 2 for Q̄ (and W, which learns it): its entry for
+query a and key b sums the attention-score gradient over the co-occurrences of a and b (one P̂(a) P̂(b)),
+and each of those gradients carries the value written by key b, M[t,s] = Ḡ[b, y_t] − …, whose size grows
+with P̂(b) as the value map's row b does (a second P̂(b)).  Either way a partner's lift no longer grows
+with its frequency, so `,` and `the` do not lead every row just by being frequent.
 
-Strongest associations: pairs (a, b) ranked by the lower end of the lift's confidence interval,
+N[a, b] is the entry's effective number of supporting pairs, (entry / its standard error)², with every
+count it is built from taken as Poisson (variance = count) and the products' errors by the delta method
+(docs/theory.md §2, "Reading a row"):
+    B̄      N = c, the pair count n P̂(x=a, y=b); B̄'s own row shows the pair's lift, X = P̂(x=a, y=b)
+           (B̄ without its centring −P̂(x=a)/V, which is no association), so that lift⁻ is
+           (c − z√c) / (n P̂(x=a) P̂(y=b)), the lift less z Poisson standard deviations of c;
+    Φ̄      N = f₊, f = n Φ̄[j, k], the context co-occurrence sum (each position's context a unit spread
+           over its prefix, as uniform attention spreads it), above its uniform part;
+    Σ_B    N = S² / Σ_i (b_ij'² c_ij + b_ij² c_ij'),  S = Σ_i b_ij b_ij' = n² Σ_B[j, j'], b = n B̄;
+    (B̄Φ̄)ᵀ  N = S² / Σ_j (f_jk² c_ij + b_ij² f_jk₊),  S = Σ_j f_jk b_ij = n² (B̄Φ̄)ᵀ[k, i];
+    Q̄      1/N = 1/f₊[a, b] + 1/count(b): the co-occurrences of query a and key b (those of a as the next
+           token and b in its context, one position earlier; for a query never seen as an output, such as
+           MASK, count(a) P̂(x=b)), and the key's value, estimated from its count(b) occurrences.
+A weight that learns a statistic rests on the same corpus pairs and takes its N.  A pair seen a handful
+of times, or a product of a rare token's few occurrences, is discounted most: the lift of a rare token's
+row is as noisy as its few counts, and a ranking by the lift alone put rare tokens at the top of every
+row of Σ_B, (B̄Φ̄)ᵀ and Q̄.
 
-    lift⁻(a, b) = (c − 2√c) / (n P̂(x=a) P̂(y=b)),   c = n P̂(x=a, y=b), the pair's count,
+Strongest associations: the best pair (largest lift⁻) of each token's B̄ row,
 
-the lift discounted by two Poisson standard deviations of c: it needs both a large lift and enough
-co-occurrences to be sure of it.  A pair that always occurs but is expected anyway (`near → the`:
-P̂(the | near) = 1 but the lift only ≈ 12) ranks below a content pair of lift ≈ 1000 seen 40 times
-(`bird → flew`), and a pair seen a handful of times ranks low whatever its lift.  The strongest-
-association tokens are those whose best pair (largest lift⁻) is largest, among the tokens a and
-partners b seen at least `min_count` times; ties go to the more frequent token.
+    lift⁻(a, b) = (c − 2√c) / (n P̂(x=a) P̂(y=b)),   c = n P̂(x=a, y=b), the pair's count:
+
+it needs both a large lift and enough co-occurrences to be sure of it.  A pair that always occurs but is
+expected anyway (`near → the`: P̂(the | near) = 1 but the lift only ≈ 12) ranks below a content pair of
+lift ≈ 1000 seen 40 times (`bird → flew`), and a pair seen a handful of times ranks low whatever its
+lift.  The strongest-association tokens are those whose best pair is largest; ties go to the more
+frequent token.
+
+Masked runs (docs/theory.md §16): the vocabulary ends with the MASK token, which is an input (the query
+at the masked positions) but never an output: it has no count as an output, so it is never a partner on
+an output axis (B̄'s and Σ_B's columns) nor has a row of Σ_B or Φ̄ (`output_axis_fields`).
 """
+import math
+
 import torch
 
 from common.io import UserError
@@ -50,17 +77,22 @@ from common.io import UserError
 
 PAGE_VIEWS = ("normalised", "raw", "both")   # the views that keep each row's order (the checkpoint explorer's)
 VIEWS = PAGE_VIEWS + ("lift",)                # the report's and the tiny explorer's views
-MIN_COUNT = 10   # a strongest-association token (or a lift partner) must occur at least this often as an input
-LIFT_Z = 2.0     # the strongest pairs' lift is discounted by this many Poisson standard deviations of the pair count
+MIN_COUNT = 10   # a token must occur at least this often (on its axis) to have a lift row or be a lift partner
+LIFT_Z = 2.0     # the lift is discounted by this many standard deviations of the counts it rests on
 LIFT_KEY_POWER = {"attention_map": 2}   # the power of P̂(b) in the lift's divisor (module docstring); others 1
+# the axis (input or output token) of each statistic's rows and columns
+AXES = {"bigram": ("input", "output"), "interchangeability": ("output", "output"), "context": ("output", "input"),
+        "value_map": ("input", "input"), "attention_map": ("input", "input")}
 VIEW_TEXT = {
     "raw": "raw matrix entries",
     "normalised": "entries of row a divided by the frequency P̂(x=a) of a (for B̄: P̂(y=b | x=a) − 1/V)",
     "both": "raw entry, then in parentheses the entry divided by the frequency P̂(x=a) of a "
             "(for B̄: P̂(y=b | x=a) − 1/V)",
-    "lift": "entries divided by the frequencies of both tokens, P̂(a) P̂(b) (for Q̄ and W: P̂(a) P̂(b)², the key's "
-            f"frequency entering once more through the size of its value), partners seen fewer than {MIN_COUNT} "
-            "times left out (for B̄: P̂(y=b | x=a) / P̂(b) − 1/(V P̂(b)))",
+    "lift": "the discounted lift lift⁻: entries divided by the frequencies of both tokens, P̂(a) P̂(b) (for Q̄ "
+            "and W: P̂(a) P̂(b)², the key's frequency entering once more through the size of its value), times "
+            f"1 − {LIFT_Z:g}/√N, N the entry's effective number of supporting pairs in the corpus; only partners "
+            f"with a positive lift⁻, of tokens seen at least {MIN_COUNT} times, are shown (for B̄: the pair's "
+            "lift⁻ = (c − 2√c) / (n P̂(a) P̂(b)), c its count, as in the strongest associations)",
 }
 
 
@@ -76,15 +108,10 @@ def lift_key_power(field: str) -> int:
     return LIFT_KEY_POWER.get(field, 1)
 
 
-def lifted_rows(matrix: torch.Tensor, frequency: torch.Tensor, counts: torch.Tensor,
-                min_count: int = MIN_COUNT, key_power: int = 1) -> torch.Tensor:
-    """Rows of `matrix` whose tokens have input frequencies `frequency` (a subset of rows), divided by
-    P̂(a) P̂(b)^key_power; columns of tokens seen fewer than `min_count` times (of `counts`, every token)
-    are −inf, rows of tokens never seen are 0 (module docstring, `lift`)."""
-    rows = normalised_rows(matrix, frequency)
-    column = (counts / counts.sum()).to(torch.float64) ** key_power
-    lifted = rows / torch.where(column > 0, column, torch.ones_like(column))[None, :]
-    return lifted.masked_fill((counts < min_count - 1e-6)[None, :], -float("inf"))
+def output_axis_fields(rows: bool) -> tuple:
+    """The statistics whose rows (`rows`) or columns are indexed by output tokens: where MASK, never an
+    output, has no row, or is no partner."""
+    return tuple(field for field, axes in AXES.items() if axes[0 if rows else 1] == "output")
 
 
 def token_frequency(stats) -> torch.Tensor:
@@ -100,71 +127,164 @@ def normalised_rows(matrix: torch.Tensor, frequency: torch.Tensor) -> torch.Tens
     return torch.where(frequency[:, None] > 0, matrix / safe[:, None], torch.zeros_like(matrix))
 
 
-def statistic_view(stats, field: str, view: str = "normalised", min_count: int = MIN_COUNT) -> torch.Tensor:
-    """Statistic `field` of `stats` (a CorpusStatistics field of TOKEN_STATISTICS) in the `raw`, the
-    `normalised` or the `lift` view (module docstring), float64 on the CPU."""
-    matrix = getattr(stats, field).detach().to("cpu", torch.float64)
-    return weight_view(matrix, stats, field, view, min_count)
-
-
-def weight_view(matrix: torch.Tensor, stats, field: str, view: str, min_count: int = MIN_COUNT) -> torch.Tensor:
-    """A token × token matrix lining up with statistic `field` (the statistic itself or a trained weight
-    that learns it) in `view`; `both` is the raw matrix (the normalised values are read beside it)."""
-    frequency = token_frequency(stats)
-    if view == "normalised":
-        return normalised_rows(matrix, frequency)
-    if view == "lift":
-        return lifted_rows(matrix, frequency, frequency * stats.n_positions, min_count, lift_key_power(field))
-    return matrix.detach().to("cpu", torch.float64)
-
-
 ROW_CHUNK = 1024   # rows of the V × V pair measures held at once
 
 
-def pair_counts(stats, rows=None):
-    """(c [rows, V] pair counts n P̂(x=a, y=b), count of each row token n P̂(x=a), count of each token as
-    an output n P̂(y=b) [V]) from B̄ = P̂(x=a, y=b) − P̂(x=a)/V, float64 on the CPU."""
-    n = float(stats.n_positions)
-    frequency = token_frequency(stats)
-    V = stats.bigram.shape[1]
-    rows = torch.arange(stats.bigram.shape[0]) if rows is None else torch.as_tensor(rows, dtype=torch.long)
-    output = getattr(stats, "output_frequency", None)
-    if output is None:   # column sums of the joint distribution, a chunk of rows at a time
-        output = sum((stats.bigram[s:s + ROW_CHUNK].detach().to("cpu", torch.float64)
-                      + frequency[s:s + ROW_CHUNK, None] / V).sum(0) for s in range(0, V, ROW_CHUNK))
-    joint = stats.bigram.detach()[rows.to(stats.bigram.device)].to("cpu", torch.float64) + frequency[rows, None] / V
-    return (joint * n).clamp_min(0), frequency[rows] * n, output.to(torch.float64) * n
+def _cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().to("cpu", torch.float64)
 
 
-def lift_lower_bound(pairs: torch.Tensor, row_counts: torch.Tensor, column_counts: torch.Tensor,
-                     n: float, z: float = LIFT_Z) -> torch.Tensor:
-    """lift⁻ = (c − z√c) / (n P̂(a) P̂(b)) = n (c − z√c) / (count(a) count(b)) (module docstring);
-    0 where c ≤ z², and where either token never occurs."""
-    expected = row_counts[:, None] * column_counts[None, :] / n
-    lower = (pairs - z * pairs.sqrt()).clamp_min(0)
-    return torch.where(expected > 0, lower / torch.where(expected > 0, expected, torch.ones_like(expected)),
-                       torch.zeros_like(lower))
+class LiftSupport:
+    """The corpus side of the lift view (module docstring), computed once per statistics and shared by
+    every row and every map: each token's count on the input and on the output axis, and the count
+    matrices of the effective supports N (made on first use, float64 on the CPU).  `lift_lower` is the
+    one rule of what a lift row shows; the strongest-pairs table reads its B̄ rows."""
+
+    def __init__(self, stats, min_count: int = MIN_COUNT, z: float = LIFT_Z):
+        self.stats, self.min_count, self.z = stats, min_count, z
+        self.n = float(stats.n_positions)
+        self.V = stats.bigram.shape[1]
+        frequency = token_frequency(stats)
+        output = getattr(stats, "output_frequency", None)
+        if output is None:   # the column sums of the joint distribution P̂(x, y) = B̄ + P̂(x)/V
+            output = sum((_cpu(stats.bigram[s:s + ROW_CHUNK]) + frequency[s:s + ROW_CHUNK, None] / self.V).sum(0)
+                         for s in range(0, stats.bigram.shape[0], ROW_CHUNK))
+        self.counts = {"input": frequency * self.n, "output": (_cpu(output) * self.n).clamp_min(0)}
+        self._memo = {}
+
+    # -- the count matrices -----------------------------------------------------------------------
+    def _matrix(self, name: str) -> torch.Tensor:
+        if name not in self._memo:
+            if name == "pairs":        # c = n P̂(x=a, y=b)
+                value = self.joint() * self.n
+            elif name == "centred":    # b = n B̄
+                value = _cpu(self.stats.bigram) * self.n
+            elif name == "centred_squared":
+                value = self._matrix("centred") ** 2
+            elif name == "context":    # f = n Φ̄
+                value = _cpu(self.stats.context) * self.n
+            elif name == "context_positive":
+                value = self._matrix("context").clamp_min(0)
+            elif name == "context_squared":
+                value = self._matrix("context") ** 2
+            else:
+                raise KeyError(name)
+            self._memo[name] = value
+        return self._memo[name]
+
+    def joint(self, rows=None) -> torch.Tensor:
+        """P̂(x=a, y=b) = B̄ + P̂(x=a)/V for the tokens a of `rows` (every token when None), clamped at 0."""
+        frequency = self.counts["input"] / self.n
+        if rows is None:
+            return (_cpu(self.stats.bigram) + frequency[:, None] / self.V).clamp_min(0)
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return (_cpu(self.stats.bigram[rows.to(self.stats.bigram.device)]) + frequency[rows, None] / self.V).clamp_min(0)
+
+    def support(self, field: str, rows) -> torch.Tensor:
+        """N [len(rows), V]: the effective number of corpus pairs entry [a, b] of statistic `field` rests on,
+        for the tokens a of `rows` (module docstring); 0 where it rests on none."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        if field == "bigram":
+            return self._matrix("pairs")[rows]
+        if field == "context":
+            return self._matrix("context_positive")[rows]
+        if field == "attention_map":
+            pairs = self._matrix("context_positive")[rows]
+            never_output = self.counts["output"][rows] <= 0          # MASK: independence of query and key
+            independent = self.counts["input"][rows, None] * (self.counts["input"] / self.n)[None, :]
+            pairs = torch.where(never_output[:, None], independent, pairs)
+            key = self.counts["input"][None, :].expand_as(pairs)
+            inverse = torch.where((pairs > 0) & (key > 0), 1 / pairs.clamp_min(1e-300) + 1 / key.clamp_min(1e-300),
+                                  torch.full_like(pairs, float("inf")))
+            return 1 / inverse
+        c, b, b2 = self._matrix("pairs"), self._matrix("centred"), self._matrix("centred_squared")
+        if field == "interchangeability":    # S = Σ_i b_ij b_ij'
+            entry = b[:, rows].T @ b
+            variance = c[:, rows].T @ b2 + b2[:, rows].T @ c
+        elif field == "value_map":           # S = Σ_j f_jk b_ij
+            f = self._matrix("context")
+            entry = f[:, rows].T @ b.T
+            variance = self._matrix("context_squared")[:, rows].T @ c.T + self._matrix("context_positive")[:, rows].T @ b2.T
+        else:
+            raise KeyError(f"no lift support for statistic {field!r}")
+        return torch.where(variance > 0, entry ** 2 / variance.clamp_min(1e-300), torch.zeros_like(entry))
+
+    # -- the rule -------------------------------------------------------------------------------
+    def eligible(self, field: str, rows) -> torch.Tensor:
+        """[len(rows), V] bool: both tokens seen at least min_count times on their axes (MASK, never an
+        output, is never eligible on an output axis)."""
+        row_axis, column_axis = AXES[field]
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        enough = lambda counts: counts >= self.min_count - 1e-6
+        return enough(self.counts[row_axis][rows])[:, None] & enough(self.counts[column_axis])[None, :]
+
+    def lift_lower(self, matrix_rows: torch.Tensor, field: str, rows) -> torch.Tensor:
+        """lift⁻ of rows `rows` of a map lining up with statistic `field` (`matrix_rows`, those rows: the
+        statistic, or a trained weight that learns it): X / (P̂(a) P̂(b)^p) · (1 − z/√N), −inf where not shown
+        (X ≤ 0, N ≤ z², or a token seen fewer than min_count times): the one rule of every lift row."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        row_axis, column_axis = AXES[field]
+        X = _cpu(matrix_rows)
+        row_frequency = self.counts[row_axis][rows] / self.n
+        column_frequency = (self.counts[column_axis] / self.n) ** lift_key_power(field)
+        divisor = row_frequency[:, None] * column_frequency[None, :]
+        support = self.support(field, rows)
+        shown = self.eligible(field, rows) & (X > 0) & (support > self.z ** 2) & (divisor > 0)
+        discount = 1 - self.z / support.clamp_min(1e-300).sqrt()
+        lifted = X / torch.where(divisor > 0, divisor, torch.ones_like(divisor)) * discount
+        return torch.where(shown, lifted, torch.full_like(lifted, -float("inf")))
+
+    def statistic_lift_lower(self, field: str, rows) -> torch.Tensor:
+        """lift⁻ of rows `rows` of the statistic `field` itself: of the pair P̂(x=a, y=b) for B̄ (module docstring)."""
+        matrix = self.joint(rows) if field == "bigram" else getattr(self.stats, field)[
+            torch.as_tensor(rows, dtype=torch.long).to(getattr(self.stats, field).device)]
+        return self.lift_lower(matrix, field, rows)
+
+    def chunks(self, rows=None):
+        """`rows` (every token when None) in chunks of ROW_CHUNK."""
+        rows = torch.arange(self.V) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+        return [rows[s:s + ROW_CHUNK] for s in range(0, len(rows), ROW_CHUNK)]
 
 
-def best_pairs(stats, min_count: int = MIN_COUNT):
-    """(lift⁻ of the best pair of every token a, its partner b) [V], among partners seen at least
-    `min_count` times as outputs; −inf for tokens seen fewer than `min_count` times as inputs."""
+def statistic_view(stats, field: str, view: str = "normalised", min_count: int = MIN_COUNT,
+                   support: LiftSupport = None) -> torch.Tensor:
+    """Statistic `field` of `stats` (a CorpusStatistics field of TOKEN_STATISTICS) in the `raw`, the
+    `normalised` or the `lift` view (module docstring), float64 on the CPU."""
+    if view == "lift":
+        support = support or LiftSupport(stats, min_count)
+        return torch.cat([support.statistic_lift_lower(field, chunk) for chunk in support.chunks()])
+    return weight_view(getattr(stats, field), stats, field, view, min_count)
+
+
+def weight_view(matrix: torch.Tensor, stats, field: str, view: str, min_count: int = MIN_COUNT,
+                support: LiftSupport = None) -> torch.Tensor:
+    """A token × token matrix lining up with statistic `field` (a trained weight that learns it, or any
+    matrix) in `view`; `both` is the raw matrix (the normalised values are read beside it)."""
+    if view == "normalised":
+        return normalised_rows(matrix, token_frequency(stats))
+    if view == "lift":
+        support = support or LiftSupport(stats, min_count)
+        return torch.cat([support.lift_lower(matrix.detach()[chunk.to(matrix.device)], field, chunk)
+                          for chunk in support.chunks()])
+    return _cpu(matrix)
+
+
+def best_pairs(stats, min_count: int = MIN_COUNT, support: LiftSupport = None):
+    """(lift⁻ of the best pair of every token a, its partner b) [V]: the top of a's B̄ row in the lift view;
+    −inf for tokens whose row shows no partner."""
+    support = support or LiftSupport(stats, min_count)
     V = stats.bigram.shape[0]
     best, partner = torch.full((V,), -float("inf"), dtype=torch.float64), torch.zeros(V, dtype=torch.long)
-    for start in range(0, V, ROW_CHUNK):
-        rows = torch.arange(start, min(start + ROW_CHUNK, V))
-        pairs, row_counts, column_counts = pair_counts(stats, rows)
-        bound = lift_lower_bound(pairs, row_counts, column_counts, float(stats.n_positions))
-        bound = bound.masked_fill((column_counts < min_count - 1e-6)[None, :], -float("inf"))
-        bound = bound.masked_fill((row_counts < min_count - 1e-6)[:, None], -float("inf"))
-        best[rows], partner[rows] = bound.max(dim=1)
+    for rows in support.chunks(torch.arange(V)):
+        best[rows], partner[rows] = support.statistic_lift_lower("bigram", rows).max(dim=1)
     return best, partner
 
 
-def strongest_association_tokens(stats, n_tokens: int, min_count: int = MIN_COUNT) -> list:
-    """The `n_tokens` tokens whose best pair has the largest lift⁻ (module docstring), among those seen
-    at least `min_count` times as inputs, strongest first (ties, to 1e-9 relative: the more frequent first)."""
-    best, _ = best_pairs(stats, min_count)
+def strongest_association_tokens(stats, n_tokens: int, min_count: int = MIN_COUNT,
+                                 support: LiftSupport = None) -> list:
+    """The `n_tokens` tokens whose best pair has the largest lift⁻ (module docstring), among those whose
+    B̄ row shows a partner, strongest first (ties, to 1e-9 relative: the more frequent first)."""
+    best, _ = best_pairs(stats, min_count, support)
     eligible = torch.nonzero(torch.isfinite(best)).flatten()
     frequency = token_frequency(stats)[eligible]
     # rounded so that equal bounds tie despite float noise, and ties go to frequency
@@ -177,24 +297,23 @@ def strongest_association_tokens(stats, n_tokens: int, min_count: int = MIN_COUN
     return eligible[order][:n_tokens].tolist()
 
 
-def strongest_pair_table(stats, n_pairs: int, min_count: int = MIN_COUNT) -> list:
+def strongest_pair_table(stats, n_pairs: int, min_count: int = MIN_COUNT, support: LiftSupport = None) -> list:
     """The best pair (largest lift⁻) of each of the `n_pairs` strongest-association tokens, strongest
     first: {a, b, conditional P̂(b | a), lift, lift_lower (lift⁻), pairs (count of a → b), count (of a)} —
-    where a reader of the report or the explorer starts."""
-    tokens = strongest_association_tokens(stats, n_pairs, min_count)
+    where a reader of the report or the explorer starts.  lift_lower is the top value of a's B̄ row in
+    the lift view."""
+    support = support or LiftSupport(stats, min_count)
+    tokens = strongest_association_tokens(stats, n_pairs, min_count, support)
     if not tokens:
         return []
-    _, partner = best_pairs(stats, min_count)
-    pairs, row_counts, column_counts = pair_counts(stats, tokens)
-    n, table = float(stats.n_positions), []
+    best, partner = best_pairs(stats, min_count, support)
+    pairs = support.joint(tokens) * support.n
+    table = []
     for i, a in enumerate(tokens):
         b = int(partner[a])
-        c = float(pairs[i, b])
-        expected = float(row_counts[i]) * float(column_counts[b]) / n
-        table.append({"a": a, "b": b, "conditional": c / float(row_counts[i]), "lift": c / expected,
-                      "lift_lower": float(lift_lower_bound(pairs[i:i + 1, b:b + 1], row_counts[i:i + 1],
-                                                           column_counts[b:b + 1], n)),
-                      "pairs": int(round(c)), "count": int(round(float(row_counts[i])))})
+        c, count_a, count_b = float(pairs[i, b]), float(support.counts["input"][a]), float(support.counts["output"][b])
+        table.append({"a": a, "b": b, "conditional": c / count_a, "lift": c * support.n / (count_a * count_b),
+                      "lift_lower": float(best[a]), "pairs": int(round(c)), "count": int(round(count_a))})
     return table
 
 
@@ -206,16 +325,21 @@ def strongest_pairs(stats, n_pairs: int, min_count: int = MIN_COUNT) -> list:
 
 
 def frequent_partner_share(matrix: torch.Tensor, stats, field: str, view: str, n_frequent: int = 20,
-                           min_count: int = MIN_COUNT) -> float:
-    """The share of the rows of tokens seen at least `min_count` times whose top partner (among partners
-    seen that often; Σ_B's diagonal left out) is one of the `n_frequent` most frequent tokens: how much
-    frequency alone leads a view of `matrix` (a statistic `field` or a weight that learns it)."""
-    frequency = token_frequency(stats)
-    counts = frequency * stats.n_positions
-    rows = torch.nonzero(counts >= min_count - 1e-6).flatten()
-    frequent = frequency.argsort(descending=True, stable=True)[:n_frequent]
-    shown = weight_view(matrix, stats, field, view, min_count)[rows].clone()
-    shown[:, counts < min_count - 1e-6] = -float("inf")
+                           min_count: int = MIN_COUNT, support: LiftSupport = None) -> float:
+    """The share of the rows whose top partner (among those the lift view may show: both tokens seen
+    min_count times on their axes; Σ_B's diagonal left out) is one of the `n_frequent` most frequent tokens,
+    over the rows that show a partner: how much frequency alone leads a view of `matrix` (a statistic
+    `field` or a weight that learns it)."""
+    support = support or LiftSupport(stats, min_count)
+    frequent = token_frequency(stats).argsort(descending=True, stable=True)[:n_frequent]
+    if view == "lift":
+        shown = weight_view(matrix, stats, field, view, min_count, support)
+    else:
+        shown = weight_view(matrix, stats, field, view, min_count).masked_fill(
+            ~support.eligible(field, torch.arange(support.V)), -float("inf"))
     if field == "interchangeability":
-        shown[torch.arange(len(rows)), rows] = -float("inf")
-    return float(torch.isin(shown.argmax(dim=1), frequent).double().mean()) if len(rows) else 0.0
+        shown.fill_diagonal_(-float("inf"))
+    has_partner = torch.isfinite(shown).any(dim=1)
+    if not has_partner.any():
+        return 0.0
+    return float(torch.isin(shown[has_partner].argmax(dim=1), frequent).double().mean())

@@ -11,6 +11,17 @@ From zero initialisation, after s SGD steps of learning rate η on data with sta
 (the same for every layer l).  Each coefficient counts how many gradient steps have already fed the
 term: W_O learns from the first step, V needs W_O ≠ 0, and W, P need both V and W_O ≠ 0.
 
+The masked-language-model variants (docs/theory.md §16) read their statistics and powers from the
+weight-kind table (common/theory/weight_kinds.py, `variant`): the residual model over all positions has
+the forms above with the masked statistics B̄ₘ, Φ̄ₘ, Q̄ₘ, p̄ₘ; the identity variant (no residual, W_O
+frozen to the identity) has no W_O and, with the statistics of variant="identity" (G = Φ̄ₘᵀ),
+
+    V^l(s) ≈ η s · Φ̄ₘᵀ                      (V's gradient at zero is −Φ̄ₘᵀ: it learns from the first step)
+    W^l(s) ≈ η² Σ_{k<s} k · Q̄'              (W's gradient at step k is −Q̄'[G = V(k)] = −ηk Q̄')
+    P^l(s) ≈ η² Σ_{k<s} k · p̄'
+
+(one layer: stacked layers without the residual stay at zero, docs/theory.md §16).
+
 Next-order terms (order=2), with D = diag(P̂(x = i)), Ā = (1/n) Σ ā_tᵀ x_t and L layers; continuous
 time τ = ηs on the right (the discrete sums replace τ²/2, τ³/6, τ³/3):
 
@@ -31,17 +42,17 @@ order 1 when n_layers > 1.  W and P keep order 1: their next terms (output softm
 next terms and the attention softmax inside Q̄) are not derived here, so no formula is given for them.
 """
 from common.theory.statistics import CorpusStatistics
-from common.theory.weight_kinds import WEIGHT_KINDS
+from common.theory.weight_kinds import weight_kinds
 
 
 POWER_NAME = {1: "tau", 2: "tau2", 4: "tau4"}   # the coefficient names below of each leading power
 
 
-def leading_coefficients(lr: float, steps: int) -> dict:
+def leading_coefficients(lr: float, steps: int, variant: str = "residual") -> dict:
     """The scalar in front of each statistic after `steps` steps of learning rate `lr` (the discrete
-    sum of the kind's leading power, common/theory/weight_kinds.py)."""
+    sum of the kind's leading power in the model `variant`, common/theory/weight_kinds.py)."""
     c = series_coefficients(lr, steps)
-    return {kind.name: c[POWER_NAME[kind.power]] for kind in WEIGHT_KINDS}
+    return {kind.name: c[POWER_NAME[kind.power]] for kind in weight_kinds(variant)}
 
 
 def series_coefficients(lr: float, steps: int) -> dict:
@@ -57,9 +68,10 @@ def continuous_coefficients(tau: float) -> dict:
     return {"tau": tau, "tau2": tau ** 2 / 2, "tau3": tau ** 3 / 6, "tau3_sq": tau ** 3 / 3, "tau4": tau ** 4 / 8}
 
 
-def theory_matrices(stats: CorpusStatistics) -> dict:
-    """{'W_O', 'V', 'W', 'P'} → the statistic each weight kind lines up with (B̄, (B̄Φ̄)ᵀ, Q̄, p̄)."""
-    return {kind.name: getattr(stats, kind.statistic) for kind in WEIGHT_KINDS}
+def theory_matrices(stats: CorpusStatistics, variant: str = "residual") -> dict:
+    """{'W_O', 'V', 'W', 'P'} → the statistic each weight kind lines up with (B̄, (B̄Φ̄)ᵀ, Q̄, p̄); in the
+    identity variant {'V', 'W', 'P'} → (Φ̄ᵀ, Q̄', p̄')."""
+    return {kind.name: kind.matrix(stats) for kind in weight_kinds(variant)}
 
 
 def next_order_matrices(stats: CorpusStatistics, n_layers: int = 1) -> dict:
@@ -81,14 +93,17 @@ def next_order_matrices(stats: CorpusStatistics, n_layers: int = 1) -> dict:
                       ("tau3_sq", -(stats.context_input @ B) @ B.T / V)]} if n_layers == 1 else {})}
 
 
-def predicted_weights(stats: CorpusStatistics, lr: float, steps: int, order: int = 1, n_layers: int = 1) -> dict:
-    """{'W_O', 'V', 'W', 'P'} → predicted tensor (same prediction for every layer's V, W, P).
-    `order=2` adds the next-order terms of W_O and V (W and P stay at order 1); `n_layers` enters
-    W_O's order-2 term only."""
+def predicted_weights(stats: CorpusStatistics, lr: float, steps: int, order: int = 1, n_layers: int = 1,
+                      variant: str = "residual") -> dict:
+    """{'W_O', 'V', 'W', 'P'} → predicted tensor (same prediction for every layer's V, W, P; no W_O in
+    the identity variant).  `order=2` adds the next-order terms of W_O and V (W and P stay at order 1;
+    derived and checked for the causal model only); `n_layers` enters W_O's order-2 term only."""
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2 (got {order})")
-    coefficients = leading_coefficients(lr, steps)
-    predicted = {name: coefficients[name] * matrix for name, matrix in theory_matrices(stats).items()}
+    if order == 2 and variant != "residual":
+        raise ValueError(f"the next-order terms are derived for the residual model only (got variant {variant!r})")
+    coefficients = leading_coefficients(lr, steps, variant)
+    predicted = {name: coefficients[name] * matrix for name, matrix in theory_matrices(stats, variant).items()}
     if order == 2:
         series = series_coefficients(lr, steps)
         for kind, terms in next_order_matrices(stats, n_layers).items():

@@ -30,6 +30,13 @@ What keeps it cheap (docs/theory.md §14):
     first-order factor with any other is computed in its backward pass only (its value is zero);
   - the loss is a mean over positions, so sequences are processed in chunks whose L_k are summed.
 
+The variants of docs/theory.md §16 are exact too: attention over all positions (order 0 of the scores
+is then finite, and p_0 uniform over every key), the loss on selected positions only (the logits are
+taken at those rows alone, and L_k is divided by the number of selected positions of all chunks), no
+residual (h^l is the attention output alone, with no one-hot part after the first layer) and the
+identity output (logits = h^L).  Each kind's leading power, which the truncation above relies on, is
+read from the variant's table (common/theory/weight_kinds.py).
+
 The nested forward-mode formulation (k nested `torch.func.jvp` of the gradient along τ, about 2^k
 gradients per order) is in common/theory/reference.py: the tests' ground truth and the benchmark's
 baseline.
@@ -47,14 +54,15 @@ from common.progress import progress_bar
 
 from common.io import UserError
 from common.theory.model import AttentionOnlyTransformer
-from common.theory.weight_kinds import KIND
+from common.theory.weight_kinds import kinds_by_name, model_variant
 
 Tensor = torch.Tensor
 
 
-def kind_of(name: str):
-    """The WeightKind of a parameter name of common/theory/model.py ('W_O', 'layers.2.V', …)."""
-    return KIND[name.rsplit(".", 1)[-1]]
+def kind_of(name: str, variant: str = "residual"):
+    """The WeightKind of a parameter name of common/theory/model.py ('W_O', 'layers.2.V', …) in a model
+    variant (common.theory.weight_kinds.model_variant)."""
+    return kinds_by_name(variant)[name.rsplit(".", 1)[-1]]
 
 
 def layer_of(name: str) -> Optional[int]:
@@ -248,28 +256,33 @@ def softmax_jet(s: Jet, order: int) -> Jet:
 
 
 # -- the model on jets -------------------------------------------------------------------------------
-def _weight_jets(leaves: dict, coefficients: list, order: int) -> dict:
+def _weight_jets(leaves: dict, coefficients: list, order: int, variant: str = "residual") -> dict:
     """Each parameter as the jet θ0 + Σ_{j=1}^{order} c_j τ^j for the pass that gives c_{order+1}.
     θ0 is the zero leaf (first order) where c_{order+1} is wanted, and left out (None) where it is
-    known to be zero (order + 1 below the kind's leading power); the coefficients below the leading
-    power are zero and left out too."""
+    known to be zero (order + 1 below the kind's leading power in the model's variant); the
+    coefficients below the leading power are zero and left out too."""
     jets = {}
     for name, leaf in leaves.items():
-        power = kind_of(name).power
+        power = kind_of(name, variant).power
         jets[name] = Jet([leaf if order + 1 >= power else None] +
                          [coefficients[j - 1][name] if j >= power else None for j in range(1, order + 1)], first=[0])
     return jets
 
 
-def _one_hot_product(tokens: Tensor, residual: Optional[Jet], weight: Jet, order: int) -> Jet:
-    """h M for the residual stream h = X + residual (X one-hot): a row gather M[tokens] plus a product."""
+def _one_hot_product(tokens: Optional[Tensor], residual: Optional[Jet], weight: Jet, order: int) -> Jet:
+    """h M for the residual stream h = X + residual (X one-hot): a row gather M[tokens] plus a product.
+    tokens None: h has no one-hot part (after a layer without the residual connection)."""
+    if tokens is None:
+        return cauchy(residual, weight, order)
     gathered = apply(weight, lambda m: m[tokens])
     return gathered if residual is None else add(gathered, cauchy(residual, weight, order))
 
 
-def _scores(tokens: Tensor, residual: Optional[Jet], W: Jet, order: int) -> Jet:
+def _scores(tokens: Optional[Tensor], residual: Optional[Jet], W: Jet, order: int) -> Jet:
     """S = h W hᵀ for h = X + residual.  At the first layer (h = X) a gather W[x_t, x_s]; after it,
-    hW and then a column gather of hW for the key side's one-hot part."""
+    hW and then a column gather of hW for the key side's one-hot part (none when tokens is None)."""
+    if tokens is None:
+        return cauchy(cauchy(residual, W, order), apply(residual, lambda r: r.transpose(-1, -2)), order)
     if residual is None:
         return apply(W, lambda w: w[tokens[:, :, None], tokens[:, None, :]])
     b, T = tokens.shape
@@ -280,25 +293,47 @@ def _scores(tokens: Tensor, residual: Optional[Jet], W: Jet, order: int) -> Jet:
 
 
 def jet_loss(weights: dict, n_layers: int, tokens: Tensor, targets: Tensor, position_index: Tensor,
-             causal: Tensor, order: int) -> Tensor:
-    """L_order of the chunk: the τ^order coefficient of Σ over its positions of the cross-entropy
-    (the caller divides by the number of positions of all chunks).  docs/theory.md §1 on jets."""
+             causal: Optional[Tensor], order: int, selected: Optional[Tensor] = None,
+             residual_stream: bool = True) -> Tensor:
+    """L_order of the chunk: the τ^order coefficient of Σ over its positions (the `selected` ones, a
+    boolean [B, T], when given) of the cross-entropy (the caller divides by the number of positions of
+    all chunks).  `causal` None: attention over all positions; `residual_stream` False: h^l is the
+    attention output alone; no "W_O" in `weights`: logits = h^L.  docs/theory.md §1, §16 on jets."""
     T = tokens.shape[1]
-    index, hidden = position_index[:T, :T], ~causal[:T, :T]
-    residual = None                              # h = X + residual; h⁰ = X
-    for l in range(n_layers):
+    index = position_index[:T, :T]
+    hidden = None if causal is None else ~causal[:T, :T]
+    one_hot, residual = tokens, None             # h = X + residual; h⁰ = X; without the residual stream
+    for l in range(n_layers):                    # X is left out from the first layer's output on
         W, V, P = (weights[f"layers.{l}.{k}"] for k in ("W", "V", "P"))
-        scores = add(_scores(tokens, residual, W, order), apply(P, lambda p: p[index]))
+        scores = add(_scores(one_hot, residual, W, order), apply(P, lambda p: p[index]))
         # order 0 is zero in value (uniform attention); a constant zero when neither W's nor P's
         # gradient is wanted at this order
         zero = scores[0] if scores[0] is not None else index.new_zeros(index.shape, dtype=torch.float64)
-        scores.terms[0] = zero.masked_fill(hidden, float("-inf"))
+        scores.terms[0] = zero if hidden is None else zero.masked_fill(hidden, float("-inf"))
         attention = softmax_jet(scores, order)
-        values = _one_hot_product(tokens, residual, V, order)
+        values = _one_hot_product(one_hot, residual, V, order)
         out = cauchy(attention, values, order)
-        residual = out if residual is None else add(residual, out)
-    logits = _one_hot_product(tokens, residual, weights["W_O"], order)
+        if residual_stream:
+            residual = out if residual is None else add(residual, out)
+        else:
+            one_hot, residual = None, out
+    if selected is not None:
+        # the loss reads the selected rows only: the output softmax runs on them alone
+        one_hot = None if one_hot is None else one_hot[selected]
+        residual = None if residual is None else apply(residual, lambda r: r[selected])
+        targets = targets[selected]
+    if "W_O" in weights:
+        logits = _one_hot_product(one_hot, residual, weights["W_O"], order)
+    elif one_hot is None:
+        logits = residual
+    else:
+        raise ValueError("identity logits with the residual stream are not supported (no leading-term theory)")
     # lse_k − z_k[y] summed over positions; lse_k needs p_0 … p_{k−1} only
+    present = [t for t in logits.terms if t is not None]
+    if not present:          # logits constant zero (e.g. stacked layers without the residual): no gradient
+        return 0.0
+    if logits[0] is None:    # zero at order 0 in value and gradient: a constant zero (uniform p_0)
+        logits = Jet([present[0].new_zeros(present[0].shape)] + logits.terms[1:], logits.first - {0})
     if order == 0:
         z = logits[0]
         return (torch.logsumexp(z, -1) - z.gather(-1, targets[..., None]).squeeze(-1)).sum()
@@ -310,12 +345,14 @@ def jet_loss(weights: dict, n_layers: int, tokens: Tensor, targets: Tensor, posi
 
 
 # -- the series ----------------------------------------------------------------------------------------
-def check_inputs(model, x: Tensor, y: Tensor, order: int) -> None:
-    """UserError (one line) for a model that is not a zero-initialised attention-only transformer,
-    sequences that do not fit it, or an order below 1."""
+def check_inputs(model, x: Tensor, y: Tensor, order: int, selected: Optional[Tensor] = None) -> None:
+    """UserError (one line) for a model that is not a zero-initialised attention-only transformer of a
+    variant with a leading-term table, sequences that do not fit it, a `selected` mask that does not
+    match them or selects nothing, or an order below 1."""
     if not isinstance(model, AttentionOnlyTransformer):
         raise UserError(f"the series is defined for common.theory.model.AttentionOnlyTransformer "
                         f"(got {type(model).__name__})")
+    model_variant(model)
     nonzero = [name for name, p in model.named_parameters() if bool(p.detach().ne(0).any())]
     if nonzero:
         raise UserError(f"the series of training starts from zero initialisation, but {len(nonzero)} "
@@ -330,33 +367,50 @@ def check_inputs(model, x: Tensor, y: Tensor, order: int) -> None:
     low, high = int(min(x.min(), y.min())), int(max(x.max(), y.max()))
     if low < 0 or high >= model.vocab_size:
         raise UserError(f"token ids must lie in [0, {model.vocab_size}) (got {low} … {high})")
+    if selected is not None:
+        if selected.shape != x.shape or selected.dtype != torch.bool:
+            raise UserError(f"selected must be a boolean [N, T] mask of x's shape {tuple(x.shape)} "
+                            f"(got {selected.dtype} {tuple(selected.shape)})")
+        if not bool(selected.any()):
+            raise UserError("selected holds no position: the masked loss is empty")
 
 
 def gradient_flow_series(model, x: Tensor, y: Tensor, order: int, chunk_size: int = 16,
-                         device=None, progress: bool = False) -> list:
+                         device=None, progress: bool = False, selected: Optional[Tensor] = None) -> list:
     """[c_1, …, c_order] of full-batch gradient flow on the mean cross-entropy of (x, y) ([N, T]
     token ids) from the zero-initialised `model`: c_k maps every name of `model.named_parameters()`
     to its τ^k coefficient, float64 on the CPU.  Exact (Taylor-mode arithmetic, module docstring);
     `chunk_size` sequences per forward pass (memory, not the result, depends on it), on `device`
-    (default: the model's)."""
-    check_inputs(model, x, y, order)
+    (default: the model's).  `selected` (boolean [N, T]): the mean is over the selected positions of
+    the whole batch (masked language modelling, x the corrupted input); every variant of the model
+    (docs/theory.md §16)."""
+    check_inputs(model, x, y, order, selected)
     if chunk_size < 1:
         raise UserError(f"the chunk size must be at least 1 (got {chunk_size})")
+    variant = model_variant(model)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     x, y = x.to(device).long(), y.to(device).long()
     position_index = model.position_index.to(device)
-    causal = model.causal.to(device)
+    causal = None if model.causal is None else model.causal.to(device)
     shapes = {name: p.shape for name, p in model.named_parameters()}
     leaves = {name: torch.zeros(shape, dtype=torch.float64, device=device, requires_grad=True)
               for name, shape in shapes.items()}
-    n_positions = x.numel()
-    chunks = list(zip(x.split(chunk_size), y.split(chunk_size)))
+    if selected is None:
+        n_positions, masks = x.numel(), [None] * len(x.split(chunk_size))
+    else:
+        selected = selected.to(device)
+        n_positions, masks = int(selected.sum()), list(selected.split(chunk_size))
+    chunks = list(zip(x.split(chunk_size), y.split(chunk_size), masks))
     coefficients = []
     bar = progress_bar(total=order * len(chunks), desc="series", disable=not progress, dynamic_ncols=True)
     for k in range(order):
-        weights = _weight_jets(leaves, coefficients, k)
-        for xs, ys in chunks:
-            loss = jet_loss(weights, model.n_layers, xs, ys, position_index, causal, k) / n_positions
+        weights = _weight_jets(leaves, coefficients, k, variant)
+        for xs, ys, mask in chunks:
+            if mask is not None and not bool(mask.any()):
+                bar.update()
+                continue
+            loss = jet_loss(weights, model.n_layers, xs, ys, position_index, causal, k, mask,
+                            model.residual) / n_positions
             if torch.is_tensor(loss) and loss.requires_grad:
                 loss.backward()
             bar.update()
@@ -381,11 +435,11 @@ def coefficient_norms(coefficients: list) -> dict:
     return {name: [float(c[name].norm()) for c in coefficients] for name in coefficients[0]}
 
 
-def remainder_ratio(coefficients: list, name: str, taus) -> list:
-    """ρ(τ) = ‖Σ_{j>p} c_j τ^j‖ / ‖c_p τ^p‖ for p the kind's leading power, at each τ (None where the
-    series has no term beyond p).  ρ is the norm of a polynomial in τ with matrix coefficients, so
-    one Gram matrix of the coefficients gives every τ."""
-    power = kind_of(name).power
+def remainder_ratio(coefficients: list, name: str, taus, variant: str = "residual") -> list:
+    """ρ(τ) = ‖Σ_{j>p} c_j τ^j‖ / ‖c_p τ^p‖ for p the kind's leading power in the model `variant`, at each
+    τ (None where the series has no term beyond p).  ρ is the norm of a polynomial in τ with matrix
+    coefficients, so one Gram matrix of the coefficients gives every τ."""
+    power = kind_of(name, variant).power
     if len(coefficients) <= power:
         return [None for _ in taus]
     rest = torch.stack([coefficients[j - 1][name].reshape(-1) for j in range(power + 1, len(coefficients) + 1)])

@@ -134,6 +134,10 @@ class StatisticsAccumulator:
         self.seq_len = None
         self.attention_source = None
 
+    # Ḡ = Φ̄ᵀ instead of (B̄Φ̄)ᵀB̄: the attention source of a model without residual and W_O (the
+    # "identity" variant of the masked model, common/theory/masked_statistics.py)
+    identity_source = False
+
     # -- shared per-chunk geometry ------------------------------------------------------------
     def _prepare(self, x: torch.Tensor, y: torch.Tensor):
         x = x.to(self.device, torch.long).contiguous()
@@ -214,13 +218,17 @@ class StatisticsAccumulator:
         value_map_t.sub_(d[:, None] * (K.sum(0)[None, :] / fV)).sub_(C_rows[:, None] * (e[None, :] / fV))
         value_map_t.add_(d[:, None] * (e[None, :] * (V / fV ** 2))).div_(n * n)
         # in place: the count buffers become B̄ and Φ̄ (the spare last slot, pairs outside the set, is dropped)
-        self.context = K.sub_(e[None, :] / fV).div_(n) if "context" in keep else None
-        del K, self.context_pairs
-        # Ḡᵀ = B̄ᵀ (B̄Φ̄) = (Cᵀ (B̄Φ̄) − 1 (dᵀ(B̄Φ̄))/V)/n, written into a flat buffer indexed y·V + x whose
-        # spare last slot is 0, so that the pass-2 gather Ḡ[x_s, y_t] needs no mask outside the token set
+        context = K.sub_(e[None, :] / fV).div_(n) if "context" in keep or self.identity_source else None
+        # Ḡᵀ, written into a flat buffer indexed y·V + x whose spare last slot is 0, so that the pass-2
+        # gather Ḡ[x_s, y_t] needs no mask outside the token set
         self.source_flat = self._flat_pairs()
-        source_t = torch.matmul(Ct_op, value_map_t, out=self.source_flat[:-1].view(V, V))
-        source_t.sub_((d @ value_map_t)[None, :] / fV).div_(n)
+        if self.identity_source:                                     # Ḡᵀ = Φ̄
+            source_t = self.source_flat[:-1].view(V, V).copy_(context)
+        self.context = context if "context" in keep else None
+        del K, context, self.context_pairs
+        if not self.identity_source:                                 # Ḡᵀ = B̄ᵀ (B̄Φ̄) = (Cᵀ (B̄Φ̄) − 1 (dᵀ(B̄Φ̄))/V)/n
+            source_t = torch.matmul(Ct_op, value_map_t, out=self.source_flat[:-1].view(V, V))
+            source_t.sub_((d @ value_map_t)[None, :] / fV).div_(n)
         del C_op, Ct_op
         self.bigram = C.sub_(d[:, None] / fV).div_(n) if "bigram" in keep else None
         del C, self.pair_counts
@@ -274,11 +282,17 @@ def statistics_from_batches(batches, vocab_size: int, full_vocab_size: Optional[
     a fresh iterator each time it is called (for corpora that do not fit in memory).
     `keep`: the CorpusStatistics fields to return (default all; see the module docstring)."""
     acc = StatisticsAccumulator(vocab_size, full_vocab_size, device, dtype, keep)
+    return two_passes(acc, batches, all_reduce, progress)
+
+
+def two_passes(acc, batches, all_reduce: AllReduce = None, progress: bool = False) -> CorpusStatistics:
+    """Feed `batches` (a re-iterable of argument tuples for the accumulator's add methods, or a callable
+    returning a fresh iterator) to pass 1, end it, feed them again to pass 2 and finish."""
     for add, end, label in ((acc.add_first_pass, acc.end_first_pass, "statistics pass 1 (B̄, Φ̄)"),
                             (acc.add_second_pass, acc.finish, "statistics pass 2 (Q̄, p̄)")):
-        for x, y in progress_bar(batches() if callable(batches) else batches, desc=label, disable=not progress,
-                         leave=False):
-            add(x, y)
+        for batch in progress_bar(batches() if callable(batches) else batches, desc=label, disable=not progress,
+                                  leave=False):
+            add(*batch)
         result = end(all_reduce)
     return result
 

@@ -3,6 +3,12 @@ statistic it lines up with early in training, its symbol and the stem of its log
 association report, the plots, the demo and the Pythia figure titles all read these tables; adding a
 kind is one row here.
 
+Model variants (docs/theory.md §16): the leading powers and statistics depend on the architecture, not
+on causality.  "residual" (the model of §1, causal or over all positions): `WEIGHT_KINDS`.  "identity"
+(no residual, W_O frozen to the identity: Li, Li & Risteski 2023): `IDENTITY_KINDS`, with no W_O, V at τ
+with Φ̄ᵀ and W, P at τ² with the Q̄', p̄' of the attention source G = Φ̄ᵀ.  `model_variant(model)` names a
+model's variant, `weight_kinds(variant)` gives its table; the log keys are the same in every variant.
+
 Log keys (readable by the release's plotting convention, docs/theory.md §5):
     W_O_B_bar, layer_{l}_W_Q_bar, layer_{l}_V_B_bar_Phi_bar, layer_{l}_P_p_bar   cosine with the statistic
     … + `_rel_err`                                                                relative error to §3
@@ -11,6 +17,8 @@ Log keys (readable by the release's plotting convention, docs/theory.md §5):
 """
 import re
 from dataclasses import dataclass
+
+from common.io import UserError
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,12 @@ class WeightKind:
     role: str        # what the weight does in the model
     per_layer: bool  # one per layer (V, W, P) or one for the model (W_O)
     power: int       # its leading power of τ = ηs: the first non-zero Taylor coefficient (docs/theory.md §3)
+    transpose: bool = False   # the statistic's transpose is the weight's shape (Φ̄ᵀ in the identity variant)
+
+    def matrix(self, stats):
+        """The weight's theory-side matrix from CorpusStatistics `stats`."""
+        value = getattr(stats, self.statistic)
+        return value.T if self.transpose else value
 
 
 # Order: the order of the leading terms (W_O first, then V, then W and P).
@@ -33,6 +47,43 @@ WEIGHT_KINDS = (
     WeightKind("P", "position_map", "p̄", r"\bar p", "p_bar", "position", True, 4),
 )
 KIND = {kind.name: kind for kind in WEIGHT_KINDS}
+
+# Li, Li & Risteski 2023's variant (docs/theory.md §16): W_O is frozen, so V learns first, from the context
+# map alone, and W, P second; the statistics are those of variant="identity" (G = Φ̄ᵀ inside Q̄', p̄').  The
+# log stems stay the causal ones: layer_{l}_V_B_bar_Phi_bar holds cos(V, Φ̄ᵀ) here.
+IDENTITY_KINDS = (
+    WeightKind("V", "context", "Φ̄ᵀ", r"\bar\Phi^\top", "B_bar_Phi_bar", "value", True, 1, transpose=True),
+    WeightKind("W", "attention_map", "Q̄'", r"\bar Q'", "Q_bar", "attention", True, 2),
+    WeightKind("P", "position_map", "p̄'", r"\bar p'", "p_bar", "position", True, 2),
+)
+VARIANT_KINDS = {"residual": WEIGHT_KINDS, "identity": IDENTITY_KINDS}
+VARIANTS = tuple(VARIANT_KINDS)
+
+
+def weight_kinds(variant: str = "residual") -> tuple:
+    """The weight kinds of a model variant ("residual" or "identity"), in the order of their leading terms."""
+    if variant not in VARIANT_KINDS:
+        raise UserError(f"unknown model variant {variant!r}: choose one of {VARIANTS}")
+    return VARIANT_KINDS[variant]
+
+
+def kinds_by_name(variant: str = "residual") -> dict:
+    """{name: WeightKind} of a variant (`KIND` for the residual one)."""
+    return {kind.name: kind for kind in weight_kinds(variant)}
+
+
+def model_variant(model) -> str:
+    """The variant of a common.theory.model.AttentionOnlyTransformer: "residual" (residual stream and a
+    trained W_O, causal or not) or "identity" (no residual, W_O frozen to the identity).  The other two
+    combinations have no leading-term table (from zero, without the residual a trained W_O and V keep each
+    other at zero; with it, identity logits start from the one-hot input, not from uniform): UserError."""
+    residual, output = getattr(model, "residual", True), getattr(model, "output", "trained")
+    if residual and output == "trained":
+        return "residual"
+    if not residual and output == "identity":
+        return "identity"
+    raise UserError(f"no leading-term theory for residual={residual} with output={output!r}: use the residual "
+                    f"model with a trained W_O, or residual=False with output='identity' (docs/theory.md §16)")
 
 
 @dataclass(frozen=True)

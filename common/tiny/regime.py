@@ -18,7 +18,7 @@ of the early regime (the earliest kind's τ*), in `suggest_steps` steps, as a co
 """
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 
@@ -29,31 +29,9 @@ from common.theory.series import (coefficient_norms, gradient_flow_series, kind_
 from common.theory.weight_kinds import WEIGHT_KINDS, parse_log_key
 
 
-@dataclass
-class RegimeConfig(Settings):
-    """tiny_regime.py's settings; meaning and defaults are its hyperparameter block's (the one home of
-    each comment; tests/tiny/test_regime.py proves the defaults below equal that block's)."""
-    data_dir: str = "data/synthetic"
-    out_dir: str = "out/regime"
-    lrs: tuple = (0.3, 1.0, 3.0)
-    threshold: float = 0.1
-    tau_max: float = 45.0
-    order: int = 6
-    series_sequences: int = 256
-    series_chunk: int = 16
-    suggest_fraction: float = 0.5
-    suggest_steps: int = 100
-    seq_len: int = 64
-    windows: bool = False
-    n_layers: int = 3
-    batch_size: int = 64
-    grad_accum: int = 1
-    max_sequences: int = 0
-    init_std: float = 0.0
-    seed: int = 42
-    device: str = "cpu"
-    deterministic: bool = True
-    progress: bool = True
+class RegimeConfig(Settings, script="tiny_regime.py"):
+    """tiny_regime.py's settings: its hyperparameter block's names, types and defaults (common/config.py
+    `Settings`; the block is the one home of each comment)."""
 
 
 def tau_grid(tau_max: float) -> list:

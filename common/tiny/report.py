@@ -11,7 +11,13 @@ Row a of each matrix, read as:
 The trained W_O, V^l and W^l rows are listed under the statistic each one converges to.
 
 The views (raw, normalised, both, lift) and the strongest associations are defined in
-common/theory/association_views.py.
+common/theory/association_views.py; the lift rows and the strongest-pairs table follow its one rule
+(`LiftSupport.lift_lower`), so the table's pair a → b heads a's B̄ row with the same lift⁻.
+
+A masked run's vocabulary ends with its MASK token (docs/theory.md §16): its section is headed
+"`<mask>` (MASK)", holds the rows where MASK is an input (B̄ and W_O: what a MASK at a position predicts
+there; (B̄Φ̄)ᵀ and V; Q̄ and W: what a MASK query attends to) and says, for Σ_B and Φ̄, that MASK is never
+an output; MASK is never listed as a partner on an output axis (B̄'s, W_O's and Σ_B's columns).
 """
 from pathlib import Path
 
@@ -20,21 +26,29 @@ import torch
 from common.io import atomic_path
 from common.tiny.training import RunCallback
 from common.theory.alignment import named_weights, theory_entry
-from common.theory.association_views import (MIN_COUNT, VIEW_TEXT, check_view, lift_key_power, lifted_rows, normalised_rows,
-                                              strongest_association_tokens, token_frequency)
+from common.theory.association_views import (MIN_COUNT, VIEW_TEXT, LiftSupport, check_view, normalised_rows,
+                                              output_axis_fields, strongest_association_tokens, token_frequency)
 from common.theory.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
 
 def _cell(word: str) -> str:
     return f"`{word}`".replace("|", "\\|") if word.strip() else repr(word)
 
 
-def top_partners(row: torch.Tensor, vocabulary: list, k: int, skip: int = -1, scale: float = None) -> str:
-    """The k strongest partners of one raw row, `word value`; with `scale` (1/P̂(x=a)) also the
-    normalised value in parentheses."""
+MASK_LABEL = "(MASK)"   # after the MASK token's name in a section header
+
+
+def token_label(vocabulary: list, a: int, mask_id: int = None) -> str:
+    """A token as a report header names it: MASK's name followed by (MASK)."""
+    return _cell(vocabulary[a]) + (f" {MASK_LABEL}" if a == mask_id else "")
+
+
+def top_partners(row: torch.Tensor, vocabulary: list, k: int, skip=(), scale: float = None) -> str:
+    """The k strongest partners of one row (−inf: not shown), `word value`, leaving out the ids `skip`;
+    with `scale` (1/P̂(x=a)) also the normalised value in parentheses."""
     row = row.detach().to(torch.float64).cpu().clone()
-    if 0 <= skip < len(row):
-        row[skip] = -float("inf")
-    values, ids = row.topk(min(k, len(row) - (skip >= 0)))
+    skip = [i for i in ([skip] if isinstance(skip, int) else skip) if 0 <= i < len(row)]
+    row[skip] = -float("inf")
+    values, ids = row.topk(max(0, min(k, len(row) - len(set(skip)))))
     return ", ".join(f"{_cell(vocabulary[i])} {v:.3g}" + ("" if scale is None else f" ({v * scale:.3g})")
                      for v, i in zip(values.tolist(), ids.tolist()) if v != -float("inf")) or "—"
 
@@ -44,17 +58,20 @@ def most_frequent_tokens(tokens: torch.Tensor, vocab_size: int, n_tokens: int) -
     return counts.argsort(descending=True, stable=True)[:n_tokens].tolist()
 
 
-def report_token_ids(tokens: torch.Tensor, vocabulary: list, n_tokens: int, words: str, stats=None) -> list:
+def report_token_ids(tokens: torch.Tensor, vocabulary: list, n_tokens: int, words: str, stats=None,
+                     mask_id: int = None, support: LiftSupport = None) -> list:
     """The `n_tokens` most frequent tokens of the training sequences, then (with `stats`) the `n_tokens`
     tokens with the strongest associations, then the named `words` (unknown words are listed as missing
-    rather than failing the run); each token once."""
+    rather than failing the run), then a masked run's MASK token; each token once."""
     chosen = most_frequent_tokens(tokens, len(vocabulary), n_tokens)
     if stats is not None:
-        chosen += [a for a in strongest_association_tokens(stats, n_tokens) if a not in chosen]
+        chosen += [a for a in strongest_association_tokens(stats, n_tokens, support=support) if a not in chosen]
     index = {token: i for i, token in enumerate(vocabulary)}
     for word in (w.strip() for w in words.split(",")):
         if word in index and index[word] not in chosen:
             chosen.append(index[word])
+    if mask_id is not None and mask_id not in chosen:
+        chosen.append(mask_id)
     return chosen
 
 
@@ -83,22 +100,27 @@ def trained_weights_by_statistic(model) -> dict:
 
 def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top: int = 5,
                        n_tokens: int = 20, words: str = "", lr: float = None, step: int = None,
-                       view: str = "normalised") -> str:
+                       view: str = "normalised", mask_id: int = None) -> str:
+    """The report's markdown; `mask_id`: a masked run's MASK token (the last id), None for a causal run."""
     check_view(view)
-    ids = report_token_ids(tokens, vocabulary, n_tokens, words, stats)
+    support = LiftSupport(stats)
+    ids = report_token_ids(tokens, vocabulary, n_tokens, words, stats, mask_id, support)
     known = set(vocabulary)
     missing = [w.strip() for w in words.split(",") if w.strip() and w.strip() not in known]
     lines = ["# Association report", "",
              f"Top {top} partners (value after the token) of {len(ids)} tokens — the {n_tokens} most frequent, "
              f"the {n_tokens} with the strongest associations (the largest lift⁻ of a pair a → b, the lift "
              f"discounted by two Poisson standard deviations of the pair's count, among tokens seen at least "
-             f"{MIN_COUNT} times), then those asked for — in the corpus statistics "
+             f"{MIN_COUNT} times), then those asked for"
+             + (f", then the MASK token {_cell(vocabulary[mask_id])}" if mask_id is not None else "")
+             + " — in the corpus statistics "
              f"(docs/theory.md §2) and in the trained weights of a {model.n_layers}-layer model after step {step}. "
              "Rows are read as: B̄ and W_O: a → next token; Σ_B: outputs interchangeable with a; Φ̄: "
              "context tokens predicting a; (B̄Φ̄)ᵀ and V: what a writes when attended to; Q̄ and W: the "
              "keys query a attends to.", "",
              f"View: **{view}** — values are {VIEW_TEXT[view]}. "
-             + ("Partners are ranked by that lift, so frequent tokens no longer lead every row."
+             + ("Partners are ranked by that lift⁻, so neither frequent tokens nor rare ones lead every row; "
+                "the strongest pair of a token heads its B̄ row."
                 if view == "lift" else "The order of the partners is the same in the raw, normalised and "
                 "both views (a row is divided by one number); `--report_view=lift` ranks them by lift."), ""]
     if missing:
@@ -113,32 +135,45 @@ def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top
         lines.append("")
     trained = trained_weights_by_statistic(model)
     frequency = token_frequency(stats)
-    counts = frequency * stats.n_positions
+    no_row, no_partner = output_axis_fields(rows=True), output_axis_fields(rows=False)
     for a in ids:
         # both: the raw row, each value followed by its normalised one (same order in both views)
-        def shown(row, field):
-            if view == "lift":
-                return lifted_rows(row[None], frequency[a:a + 1], counts, MIN_COUNT, lift_key_power(field))[0]
+        def shown(row, field, statistic=False):
+            if view == "lift":   # the one rule of association_views: what the explorer and the table show
+                return (support.statistic_lift_lower(field, [a]) if statistic
+                        else support.lift_lower(row[None], field, [a]))[0]
             return normalised_rows(row[None], frequency[a:a + 1])[0] if view == "normalised" else row
         scale = float(normalised_rows(torch.ones(1, 1), frequency[a:a + 1])) if view == "both" else None
-        lines += [f"## {_cell(vocabulary[a])}", "", "| map | reads | top partners |", "| --- | --- | --- |"]
+        lines += [f"## {token_label(vocabulary, a, mask_id)}", "", "| map | reads | top partners |",
+                  "| --- | --- | --- |"]
         for statistic in TOKEN_STATISTICS:
             field, symbol = statistic.field, statistic.symbol
-            skip = a if field == "interchangeability" else -1
+            if a == mask_id and field in no_row:
+                lines.append(f"| {symbol} | {statistic.reads} | — (MASK is never an output: no row) |")
+                continue
+            not_partner = [mask_id] if mask_id is not None and field in no_partner else []
             row = getattr(stats, field)[a].detach().to("cpu", torch.float64)
+            skip = not_partner + ([a] if field == "interchangeability" else [])
             lines.append(f"| {symbol} | {statistic.reads} | "
-                         f"{top_partners(shown(row, field), vocabulary, top, skip, scale)} |")
+                         f"{top_partners(shown(row, field, True), vocabulary, top, skip, scale)} |")
             for name, weight in trained.get(field, []):
                 row = weight[a].detach().to("cpu", torch.float64)
                 lines.append(f"| {name} | trained, as {symbol} | "
-                             f"{top_partners(shown(row, field), vocabulary, top, -1, scale)} |")
+                             f"{top_partners(shown(row, field), vocabulary, top, not_partner, scale)} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def write_report(path, model, stats, vocabulary, tokens, cfg, step=None) -> Path:
+def mask_id_of(cfg, vocabulary: list):
+    """The MASK token's id of a masked run (the last of its vocabulary), None for a causal run."""
+    return len(vocabulary) - 1 if getattr(cfg, "objective", "causal") == "masked" else None
+
+
+def write_report(path, model, stats, vocabulary, tokens, cfg, step=None, theory: bool = True) -> Path:
+    """`theory`: whether the run's weights have leading terms to compare with (the cosine table)."""
     text = association_report(model, stats, vocabulary, tokens, cfg.report_top, cfg.report_tokens,
-                              cfg.report_words, cfg.lr, step, getattr(cfg, "report_view", "normalised"))
+                              cfg.report_words, cfg.lr if theory else None, step,
+                              getattr(cfg, "report_view", "normalised"), mask_id_of(cfg, vocabulary))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
@@ -148,11 +183,14 @@ REPORT_FILE = "associations.md"
 
 
 class AssociationReport(RunCallback):
-    """The run's association report (`associations.md`), written when the run reaches its last step."""
+    """The run's association report (`associations.md`), written when the run reaches its last step; for
+every objective and model (a masked run's MASK row labelled; the cosine table where the run has leading
+terms)."""
+    any_model = True
 
     def on_end(self, trainer):
         if not trainer.proc.main:
             return None
         path = write_report(trainer.out_dir / REPORT_FILE, trainer.model, trainer.stats, trainer.vocabulary,
-                            trainer.tokens, trainer.cfg, trainer.step)
+                            trainer.tokens, trainer.cfg, trainer.step, getattr(trainer, "theory", True))
         return {"association report": str(path)}

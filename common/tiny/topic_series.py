@@ -10,7 +10,6 @@ trained run's contrast (topic_structure.py's log, τ = ηs) and beside the radiu
 (common/theory/series.py `radius_estimates`).
 """
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,18 +21,9 @@ from common.theory.topic_measures import binned_means, contrast, pair_bins, voca
 from common.theory.weight_kinds import KIND
 
 
-@dataclass
-class TopicSeriesConfig(Settings):
-    """topic_series.py's settings; meaning and defaults are its hyperparameter block's (the one home of
-    each comment; tests/tiny/test_topic_series.py proves the defaults below equal that block's)."""
-    structure_dir: str = "out/topics"
-    order: int = 10
-    series_sequences: int = 2000
-    series_chunk: int = 250
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = True
-    out_dir: str = "out/topic_series"
+class TopicSeriesConfig(Settings, script="topic_series.py"):
+    """topic_series.py's settings: its hyperparameter block's names, types and defaults (common/config.py
+    `Settings`; the block is the one home of each comment)."""
 
 
 def read_structure(structure_dir):

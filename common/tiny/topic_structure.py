@@ -13,37 +13,35 @@ from common.io import UserError
 from common.theory.statistics import CorpusStatistics
 from common.theory.topic_measures import (BINS, bin_sizes, contrast, leading_term_model, model_measures, pair_bins,
                                           statistic_symbol, theory_measures, topic_order, vocabulary_topics)
-from common.theory.weight_kinds import STATISTIC
-from common.tiny.training import RunCallback, TrainConfig, Trainer
+from common.theory.weight_kinds import kinds_by_name
+from common.tiny.training import RunCallback, TrainConfig, Trainer, statistics_variant
 
 
-@dataclass
-class TopicStructureConfig(Settings):
-    """topic_structure.py's settings; meaning and defaults are its hyperparameter block's (the one home
-    of each comment; tests/test_config.py proves the defaults below equal that block's)."""
-    n_topics: int = 10
-    words_per_topic: int = 10
-    alpha: float = 0.1
-    min_length: int = 100
-    max_length: int = 150
-    n_documents: int = 10000
-    overlap: int = 0
-    data: str = "lda"
-    topics: str = ""
-    vocab_size: int = 3000
-    heldout_documents: int = 200
-    seq_len: int = 64
-    n_layers: int = 3
-    batch_size: int = 64
-    epochs: int = 4
-    lr: float = 4.0
-    log_every: float = 0.05
-    seed: int = 0
-    device: str = "cpu"
-    deterministic: bool = True
-    num_threads: int = 1
-    progress: bool = True
-    out_dir: str = "out/topics"
+class TopicStructureConfig(Settings, script="topic_structure.py"):
+    """topic_structure.py's settings: its hyperparameter block's names, types and defaults (common/config.py
+    `Settings`; the block is the one home of each comment)."""
+
+
+# Li, Li & Risteski (2023)'s release configuration (docs/theory.md §16): one-hot tokens, one layer and one head,
+# no residual, the decoder frozen to the identity, masked LM 15% (80/10/10), Adam 0.01, batch 40, 10 000
+# documents; its first stage keeps the attention uniform (W_K = W_Q = 0) while W_V trains, the second trains
+# everything.  Here the first epoch (250 steps) is the first stage and the second epoch the second; each
+# document's first 99 words (the shortest document has 100) make a sequence.
+PRESETS = {"li2023": dict(objective="masked", attention="auto", n_layers=1, residual=False, output="identity",
+                          optimizer="adam", lr=0.01, batch_size=40, n_documents=10000, seq_len=99, epochs=2,
+                          uniform_attention_steps=250, log_every=0.1)}
+
+
+def apply_preset(settings: dict) -> dict:
+    """The settings with `settings["preset"]`'s values in place of every setting not given on the command
+    line (`_explicit`, common/config.py `override`); corpus settings stay overridable."""
+    name = settings.get("preset", "")
+    if not name:
+        return settings
+    if name not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)} or empty (got {name!r})")
+    explicit = set(settings.get("_explicit", ()))
+    return dict(settings, **{key: value for key, value in PRESETS[name].items() if key not in explicit})
 
 
 def _training_config(cfg: TopicStructureConfig, data_dir, out_dir):
@@ -77,17 +75,65 @@ def _corpus(cfg: TopicStructureConfig):
     return texts[:-heldout], texts[-heldout:], table, None
 
 
-class TopicRecorder(RunCallback):
-    """At each of the trainer's log points: measures the trained model and its leading-term twin."""
+def has_leading_terms(cfg: TrainConfig) -> bool:
+    """Whether the run's weights have closed-form leading terms to compare with: plain SGD from zero, every
+    weight training from the first step, in a variant with a leading-term table (docs/theory.md §3, §16)."""
+    return (cfg.optimizer == "sgd" and cfg.uniform_attention_steps == 0 and cfg.init_std == 0
+            and (cfg.residual, cfg.output) in ((True, "trained"), (False, "identity")))
 
-    def __init__(self, bins, heldout):
+
+class TopicRecorder(RunCallback):
+    """At each of the trainer's log points: measures the trained model (attention on clean held-out text, for
+    every objective and model variant) and, where leading terms exist (`has_leading_terms`), its twin."""
+    any_model = True
+
+    def __init__(self, bins, heldout, leading_terms: bool = True):
         self.bins, self.heldout, self.trained, self.leading = bins, heldout, [], []
+        self.leading_terms = leading_terms
 
     def on_log(self, trainer, entry):
         head = {"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"]}
         self.trained.append(dict(head, **model_measures(trainer.model, self.heldout, self.bins)))
-        twin = leading_term_model(trainer.model, trainer.stats, trainer.cfg.lr, trainer.step)
-        self.leading.append(dict(head, **model_measures(twin, self.heldout, self.bins)))
+        if self.leading_terms:
+            twin = leading_term_model(trainer.model, trainer.stats, trainer.cfg.lr, trainer.step)
+            self.leading.append(dict(head, **model_measures(twin, self.heldout, self.bins)))
+
+
+@dataclass
+class TopicCorpus:
+    """A corpus tokenized for a topic run: the natural tokens, the word → topics table, the pair bins of the
+    vocabulary and the held-out sequences [N, T + 1] (clean text)."""
+    stories: object
+    vocabulary: list
+    frequencies: object
+    summary: dict
+    table: dict
+    params: object          # LDAParameters, or None for a corpus of your own
+    topics: list
+    bins: torch.Tensor
+    heldout: torch.Tensor
+
+
+def topic_corpus(cfg) -> TopicCorpus:
+    """`cfg`'s corpus (`_corpus`) tokenized, every input checked before anything is written."""
+    import datasets
+
+    from common.corpus.tokenize import keep_in_vocabulary, story_sequences, tokenize_natural
+    train_texts, heldout_texts, table, params = _corpus(cfg)
+    stories, vocabulary, frequencies, summary = tokenize_natural(
+        datasets.Dataset.from_dict({"text": train_texts}), cfg.vocab_size)
+    topics = vocabulary_topics(vocabulary, table, cfg.topics or "the LDA table")
+    heldout = story_sequences(keep_in_vocabulary(datasets.Dataset.from_dict({"text": heldout_texts}), vocabulary),
+                              cfg.seq_len, len(vocabulary)).long()
+    return TopicCorpus(stories, vocabulary, frequencies, summary, table, params, topics, pair_bins(topics), heldout)
+
+
+def write_topic_corpus(corpus: TopicCorpus, folder) -> None:
+    """The trainer's data folder: the natural tokens and the topic table beside them."""
+    from common.corpus.lda import TABLE_FILE
+    from common.corpus.tokenize import write_token_folder
+    write_token_folder(folder, corpus.stories, corpus.vocabulary, corpus.frequencies, corpus.summary,
+                       extra_files={TABLE_FILE: corpus.table})
 
 
 def run_topic_structure(cfg: TopicStructureConfig) -> dict:
@@ -95,49 +141,48 @@ def run_topic_structure(cfg: TopicStructureConfig) -> dict:
     import datasets
 
     from common.io import atomic_directory, write_json
-    from common.corpus.lda import TABLE_FILE, describe
-    from common.corpus.tokenize import keep_in_vocabulary, story_sequences, tokenize_natural, write_token_folder
+    from common.corpus.lda import describe
 
     if not cfg.progress:
         datasets.disable_progress_bars()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    train_texts, heldout_texts, table, params = _corpus(cfg)
-    stories, vocabulary, frequencies, summary = tokenize_natural(
-        datasets.Dataset.from_dict({"text": train_texts}), cfg.vocab_size)
-    topics = vocabulary_topics(vocabulary, table, cfg.topics or "the LDA table")
-    bins = pair_bins(topics)
-    heldout = story_sequences(keep_in_vocabulary(datasets.Dataset.from_dict({"text": heldout_texts}), vocabulary),
-                              cfg.seq_len, len(vocabulary))[:, :-1].long()
+    corpus = topic_corpus(cfg)
+    vocabulary, topics, bins, params = corpus.vocabulary, corpus.topics, corpus.bins, corpus.params
+    heldout = corpus.heldout[:, :-1]   # the first T words: a masked run's input, a causal run's too
 
     with atomic_directory(cfg.out_dir) as tmp:
-        write_token_folder(tmp / "data", stories, vocabulary, frequencies, summary, extra_files={TABLE_FILE: table})
+        write_topic_corpus(corpus, tmp / "data")
         device = resolve_device(cfg.device)
-        recorder = TopicRecorder(bins.to(device), heldout.to(device))
-        trainer = Trainer(_training_config(cfg, tmp / "data", tmp / "run"), callbacks=[recorder])
+        train_cfg = _training_config(cfg, tmp / "data", tmp / "run")
+        recorder = TopicRecorder(bins.to(device), heldout.to(device), has_leading_terms(train_cfg))
+        trainer = Trainer(train_cfg, callbacks=[recorder])
         # the checkpoints name the data folder where it will be once the whole folder is in place
         trainer.recorded_data_dir = str(Path(cfg.out_dir) / "data")
         trainer.run()
         result = {"settings": asdict(cfg), "lda": describe(params) if params else None,
                   "vocab_size": len(vocabulary), "pairs": bin_sizes(bins), "heldout_sequences": len(heldout),
-                  "theory": theory_measures(trainer.stats, bins),
+                  "causal_attention": trainer.model.is_causal,
+                  "theory": theory_measures(trainer.stats, bins, statistics_variant(trainer.cfg)),
                   "trained": recorder.trained, "leading_terms": recorder.leading}
         write_json(tmp / "topic_structure.json", result)
         order, starts = topic_order(topics)
-        plot_topic_structure(result, heatmap_panels(trainer.model, trainer.stats, order), starts,
+        plot_topic_structure(result, heatmap_panels(trainer.model, trainer.stats, order,
+                                                    statistics_variant(trainer.cfg)), starts,
                              tmp / "topic_structure")
     return result
 
 
 # -- figures -----------------------------------------------------------------------------------------
-def heatmap_panels(model, stats: CorpusStatistics, order: list) -> list:
-    """(title, matrix in topic order) for Q̄ beside trained W⁰ and (B̄Φ̄)ᵀ beside trained V⁰."""
+def heatmap_panels(model, stats: CorpusStatistics, order: list, variant: str = "residual") -> list:
+    """(title, matrix in topic order) for the closed form of W beside trained W⁰ and that of V beside
+    trained V⁰ (Q̄ and (B̄Φ̄)ᵀ; Q̄' and Φ̄ᵀ in the identity variant, docs/theory.md §16)."""
     index = torch.tensor(order, dtype=torch.long)
     block = lambda m: m.detach().cpu().to(torch.float64)[index][:, index].numpy()
-    layer = model.layers[0]
-    return [(f"{STATISTIC['attention_map'].symbol}  (closed form)", block(stats.attention_map)),
+    layer, kinds = model.layers[0], kinds_by_name(variant)
+    return [(f"{kinds['W'].symbol}  (closed form)", block(kinds["W"].matrix(stats))),
             ("trained W, layer 0", block(layer.W)),
-            (f"{STATISTIC['value_map'].symbol}  (closed form)", block(stats.value_map)),
+            (f"{kinds['V'].symbol}  (closed form)", block(kinds["V"].matrix(stats))),
             ("trained V, layer 0", block(layer.V))]
 
 
@@ -165,7 +210,8 @@ def plot_topic_structure(result: dict, panels: list, starts: list, stem) -> list
             ax.axvline(start - 0.5, color="black", linewidth=0.4)
         ax.set(title=title, xticks=[], yticks=[], xlabel="tokens by topic")
         fig.colorbar(image, ax=ax, shrink=0.8)
-    lines = [("attention A[t,s], s<t (held-out)", "attention_layer_{l}", None, "leading"),
+    causal = result.get("causal_attention", True)
+    lines = [(f"attention A[t,s], {'s<t' if causal else 'every s'} (held-out)", "attention_layer_{l}", None, "leading"),
              ("V rows: cosine", "V_layer_{l}_cosine", "value_map_cosine", None),
              ("W_O rows: cosine", "W_O_cosine", "bigram_cosine", None),
              ("W entries (symlog)", "W_layer_{l}", None, "leading_once")]   # the prediction is one for every layer
@@ -175,7 +221,7 @@ def plot_topic_structure(result: dict, panels: list, starts: list, stem) -> list
             color = colors[(l or 0) % len(colors)]
             label = f"layer {l}" if l is not None else "trained"
             ax.plot(steps, _series(trained, name), color=color, marker=".", label=label)
-            if closed == "leading" or (closed == "leading_once" and l == layers[0]):
+            if leading and (closed == "leading" or (closed == "leading_once" and l == layers[0])):
                 ax.plot(steps, _series(leading, name), color=color if closed == "leading" else "black",
                         linestyle=":", label="leading terms" + (f", layer {l}" if closed == "leading" else ""))
         if statistic:

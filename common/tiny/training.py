@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -37,7 +37,8 @@ from common.theory.alignment import path_entry, theory_entry
 from common.config import Settings
 from common.device import Processes, configure_numerics, resolve_device, setup_processes
 from common.io import UserError, load_tensors, read_json, save_tensors, write_json
-from common.theory.model import AttentionOnlyTransformer
+from common.theory.masking import MaskingScheme, corrupt
+from common.theory.model import OUTPUTS, AttentionOnlyTransformer
 from common.theory.path_exact import CHECKPOINT_PREFIX, PathExactTracker, split_checkpoint
 from common.theory.statistics import compute_statistics
 from common.theory.weight_kinds import parse_log_key
@@ -46,44 +47,15 @@ LOG_FILE = "training_logs.json"
 CHECKPOINT_DIR = "checkpoints"
 # settings that must agree between a checkpoint and the run resuming from it
 TRAJECTORY_KEYS = ("vocab_size", "seq_len", "n_layers", "init_std", "lr", "global_batch", "seed",
-                   "steps_per_epoch", "stats_sequences", "data_fingerprint", "vocabulary_sha256")
+                   "steps_per_epoch", "stats_sequences", "data_fingerprint", "vocabulary_sha256",
+                   "objective", "mask_prob", "mask_split", "attention", "residual", "output", "optimizer",
+                   "uniform_attention_steps")
 
 
-@dataclass
-class TrainConfig(Settings):
-    """The trainer's settings.  Their meaning and defaults are those of tiny_self_attn_natural.py's
-    hyperparameter block (the one home of each comment; tests/test_config.py proves the defaults below
-    equal that block's, which they repeat only so that library code can build a config)."""
-    data_dir: str = "data/natural"
-    out_dir: str = "out/natural"
-    seq_len: int = 200
-    windows: bool = False
-    n_layers: int = 3
-    batch_size: int = 512
-    grad_accum: int = 1
-    epochs: int = 100
-    tau: float = 0.0
-    max_steps_per_epoch: int = 0
-    max_steps: int = 0
-    lr: float = 0.005
-    init_std: float = 0.0
+class TrainConfig(Settings, script="tiny_self_attn_natural.py"):
+    """The trainer's settings: every setting of tiny_self_attn_natural.py's hyperparameter block, whose
+    defaults, types and comments they are (common/config.py `Settings`: no second copy here)."""
     path_exact: bool = True
-    log_every: float = 2.0
-    save_every: float = 10.0
-    keep_checkpoints: int = 2
-    stats_sequences: int = 0
-    stats_chunk: int = 64
-    max_sequences: int = 0
-    seed: int = 42
-    resume: bool = False
-    report_top: int = 5
-    report_tokens: int = 20
-    report_words: str = ""
-    report_view: str = "normalised"
-    device: str = "auto"
-    deterministic: bool = True
-    tf32: bool = False
-    progress: bool = True
 
 
 class RunCallback:
@@ -92,7 +64,10 @@ class RunCallback:
         on_end(trainer)          once the run has reached its last step (not when interrupted);
                                  returns {name: path} of what it wrote, or None
     A callback reads the trainer's public state: `cfg`, `model`, `stats`, `tokens`, `vocabulary`,
-    `step`, `logs`, `out_dir`, `proc` (write files on `proc.main` only)."""
+    `step`, `logs`, `out_dir`, `proc` (write files on `proc.main` only).
+    `any_model`: True once a callback handles every objective and model variant (docs/theory.md §16); the
+    trainer leaves the others out of a run that is not the causal model of §1, and says so."""
+    any_model = False
 
     def on_log(self, trainer, entry: dict) -> None:
         pass
@@ -121,9 +96,10 @@ def micro_batch_indices(order: torch.Tensor, step_in_epoch: int, micro: int, ran
     return order[start:start + batch_size]
 
 
-def sgd_step(model, optimizer, micro_batches, no_sync=None) -> float:
+def sgd_step(model, optimizer, micro_batches, no_sync=None, frozen=()) -> float:
     """One optimiser step over (x, y) micro-batches (gradients summed with weight 1/len); returns
-    the mean loss. `no_sync`: DDP's context manager, used on every micro-batch but the last."""
+    the mean loss. `no_sync`: DDP's context manager, used on every micro-batch but the last.
+    `frozen`: parameters this step leaves alone (their gradient dropped, so no optimiser touches them)."""
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for i, (x, y) in enumerate(micro_batches):
@@ -133,8 +109,59 @@ def sgd_step(model, optimizer, micro_batches, no_sync=None) -> float:
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten()) / len(micro_batches)
             loss.backward()
         total += loss.item()
+    for parameter in frozen:
+        parameter.grad = None
     optimizer.step()
     return total
+
+
+def masked_step(model, optimizer, micro_batches, n_selected: int, world: int = 1, no_sync=None,
+                frozen=()) -> float:
+    """One optimiser step of the masked objective over (x̃, y, selected) micro-batches: the loss is the
+    mean cross-entropy over the `n_selected` selected positions of the whole global batch (every
+    micro-batch of every process), so each micro-batch contributes Σ_selected CE / n_selected — not a
+    mean of per-micro-batch means, which would weigh a position by how many others share its
+    micro-batch.  Under DDP (gradients averaged over `world` processes) each process scales its part
+    by `world`.  A global batch with no selected position has loss 0 and zero gradients (no NaN).
+    Returns this process's part of the loss (the parts of all processes sum to the step's loss)."""
+    optimizer.zero_grad(set_to_none=True)
+    scale = 1.0 / max(n_selected, 1)
+    total = 0.0
+    for i, (x, y, selected) in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        with (no_sync() if no_sync is not None and not last else contextlib.nullcontext()):
+            logits = model(x)
+            # every position's CE, the unselected ones multiplied by 0: no data-dependent shapes
+            per_position = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+            loss = (per_position * selected.flatten()).sum() * scale
+            (loss * world if world > 1 else loss).backward()
+        total += loss.item()
+    for parameter in frozen:
+        parameter.grad = None
+    optimizer.step()
+    return total
+
+
+def mask_seed(seed: int, epoch: int, step_in_epoch: int) -> int:
+    """The seed of the corruption drawn at optimiser step `step_in_epoch` of epoch `epoch`: the first 8 bytes
+    of BLAKE2b("mask:{seed}:{epoch}:{step_in_epoch}") as a little-endian integer, top bit cleared (63 bits).
+    A function of the step alone (no generator state to save), fresh every epoch (dynamic masking), and
+    unrelated to the seeds of the epoch orders (seed + epoch)."""
+    digest = hashlib.blake2b(f"mask:{seed}:{epoch}:{step_in_epoch}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def global_batch_corruption(tokens: torch.Tensor, order: torch.Tensor, step_in_epoch: int, global_batch: int,
+                            scheme, seed: int, epoch: int):
+    """(clean x, x̃, selected) [G, T] of one optimiser step's global batch, in global order (the rows
+    order[k·G:(k+1)·G] of `tokens`, first T tokens each: x = y): `corrupt` over the whole global batch with
+    a generator seeded by mask_seed(seed, epoch, k).  Every process draws the same corruption and takes
+    its micro-batches' rows, so batch 2b equals 2 accumulated micro-batches of b, or 2 processes of b."""
+    seq_len = tokens.shape[1] - 1
+    rows = order[step_in_epoch * global_batch:(step_in_epoch + 1) * global_batch]
+    clean = tokens[rows, :seq_len].long()
+    x_tilde, selected = corrupt(clean, scheme, torch.Generator().manual_seed(mask_seed(seed, epoch, step_in_epoch)))
+    return clean, x_tilde, selected
 
 
 # -- data and checkpoints ----------------------------------------------------------------------
@@ -153,10 +180,118 @@ def checkpoint_paths(out_dir) -> list:
 
 def check_same_run(meta: dict, run: dict, path) -> None:
     for key in TRAJECTORY_KEYS:
-        if meta.get(key) != run[key]:
+        there = meta.get(key, TRAJECTORY_DEFAULTS.get(key))   # a setting older checkpoints do not record
+        if there != run[key]:
             raise UserError(f"checkpoint {path} comes from another configuration ({key} "
-                            f"{meta.get(key)!r} there, {run[key]!r} now); resume with the same "
+                            f"{there!r} there, {run[key]!r} now); resume with the same "
                             f"data and settings, or choose a new --out_dir")
+
+
+# -- the objective, the model and the optimiser (docs/theory.md §16) --------------------------------
+OBJECTIVES, ATTENTIONS, OUTPUTS, OPTIMIZERS = ("causal", "masked"), ("auto", "causal", "all"), OUTPUTS, ("sgd", "adam")
+OPTIMIZER_PREFIX = "optimizer."   # the optimiser's state (Adam's moments) in a checkpoint beside the model's
+# trajectory settings added after the first runs: a checkpoint that lacks one was trained with this value
+_MASKING_DEFAULTS = {f.name: f.default for f in fields(MaskingScheme)}
+TRAJECTORY_DEFAULTS = {"objective": "causal", "mask_prob": _MASKING_DEFAULTS["mask_prob"],
+                       "mask_split": list(_MASKING_DEFAULTS["split"]), "attention": "causal", "residual": True,
+                       "output": "trained", "optimizer": "sgd", "uniform_attention_steps": 0}
+
+
+def masking_scheme(cfg: TrainConfig, n_words: int) -> MaskingScheme:
+    """The corruption of a masked run over `n_words` words (MASK = the id n_words), or one UserError line."""
+    split = cfg.mask_split
+    if not isinstance(split, (list, tuple)) or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) for p in split):
+        raise UserError(f"--mask_split must be three probabilities (MASK, own token, random word); got {split!r}")
+    try:
+        return MaskingScheme(n_words, n_words, float(cfg.mask_prob), tuple(float(p) for p in split)).validate()
+    except ValueError as error:
+        raise UserError(f"--{error}") from None
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """One UserError line for a setting of the objective, model or optimiser that cannot be, or a
+    combination that cannot train; before any data is read."""
+    for name, allowed in (("objective", OBJECTIVES), ("attention", ATTENTIONS), ("output", OUTPUTS),
+                          ("optimizer", OPTIMIZERS)):
+        if getattr(cfg, name) not in allowed:
+            raise UserError(f"--{name} must be one of {', '.join(allowed)} (got {getattr(cfg, name)!r})")
+    if cfg.uniform_attention_steps < 0:
+        raise UserError(f"--uniform_attention_steps must be at least 0 (got {cfg.uniform_attention_steps})")
+    if cfg.objective == "masked":
+        masking_scheme(cfg, 1)
+    elif cfg.mask_prob != _MASKING_DEFAULTS["mask_prob"] or list(cfg.mask_split) != list(_MASKING_DEFAULTS["split"]):
+        raise UserError(f"--mask_prob and --mask_split apply to --objective=masked only (got mask_prob "
+                        f"{cfg.mask_prob}, mask_split {list(cfg.mask_split)} with --objective={cfg.objective})")
+    if not cfg.residual and cfg.output == "trained" and cfg.init_std == 0:
+        raise UserError("--residual=False with --output=trained never trains from zero (every hidden state and "
+                        "gradient stays 0); use --output=identity (Li, Li & Risteski's model) or --init_std > 0")
+
+
+def attends_causally(cfg: TrainConfig) -> bool:
+    """--attention resolved: auto is causal for the next-token objective, all positions for the masked one."""
+    return cfg.attention == "causal" or (cfg.attention == "auto" and cfg.objective == "causal")
+
+
+def build_model(cfg: TrainConfig, vocab_size: int) -> AttentionOnlyTransformer:
+    """The model a run trains: `vocab_size` is the model's (a masked run's holds the MASK token too)."""
+    return AttentionOnlyTransformer(vocab_size, cfg.seq_len, cfg.n_layers, cfg.init_std, causal=attends_causally(cfg),
+                                    residual=cfg.residual, output=cfg.output)
+
+
+def statistics_variant(cfg: TrainConfig) -> str:
+    """The masked statistics' variant (common/theory/masked_statistics.py): G of the identity output or
+    of the trained W_O.  Exact leading terms exist for (residual, trained) and (no residual, identity);
+    the other two combinations train, and their log holds the loss only."""
+    return "identity" if cfg.output == "identity" else "residual"
+
+
+def make_optimizer(cfg: TrainConfig, model):
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr)
+
+
+def optimizer_tensors(model, optimizer, prefix: str = OPTIMIZER_PREFIX) -> dict:
+    """The optimiser's per-parameter state as named tensors (`optimizer.layers.0.V.exp_avg`, …): empty for
+    plain SGD; for Adam its step count and moments, for the parameters that have trained so far."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return {f"{prefix}{names[id(p)]}.{key}": (value if torch.is_tensor(value) else torch.tensor(value)).detach().clone()
+            for p, state in optimizer.state.items() for key, value in state.items()}
+
+
+def load_optimizer_tensors(model, optimizer, tensors: dict) -> None:
+    """Restore what `optimizer_tensors` saved (names without the prefix); the step counts stay on the CPU
+    (torch's non-capturable Adam keeps them there), the moments go to their parameter's device."""
+    parameters = dict(model.named_parameters())
+    for name, value in tensors.items():
+        parameter, _, key = name.rpartition(".")
+        if parameter not in parameters:
+            raise UserError(f"the checkpoint's optimiser state names {parameter!r}, which this model does not have")
+        target = parameters[parameter]
+        optimizer.state[target][key] = value.clone() if key == "step" else value.to(target.device).clone()
+
+
+def split_optimizer(tensors: dict):
+    """(the other tensors, the optimiser's state without its prefix) of a checkpoint's tensors."""
+    state = {k[len(OPTIMIZER_PREFIX):]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
+    return {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}, state
+
+
+def all_positions_statistics(chosen: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
+    """docs/theory.md §16 statistics (attention over all positions) of the sequences `chosen` [N, T+1], for
+    the model's `vocab_size`: for the masked objective their expectation over the corruption of the first T
+    tokens (MASK = the last id), for the next-token objective those of x → y with every position selected.
+    Computed whole on every process, in float64 on the CPU, then moved to the run's device."""
+    from common.theory.masked_statistics import expected_masked_statistics, masked_statistics
+    options = dict(variant=statistics_variant(cfg), chunk_size=cfg.stats_chunk, progress=cfg.progress and proc.main)
+    if cfg.objective == "masked":
+        stats = expected_masked_statistics(chosen[:, :cfg.seq_len], masking_scheme(cfg, vocab_size - 1), vocab_size,
+                                           **options)
+    else:
+        x, y = chosen[:, :-1], chosen[:, 1:]
+        stats = masked_statistics(x, y, torch.ones_like(x, dtype=torch.bool), vocab_size, **options)
+    return replace(stats, **{name: value.to(proc.device) for name, value in stats.tensors().items()})
 
 
 def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
@@ -165,6 +300,8 @@ def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc:
     chosen = tokens
     if cfg.stats_sequences:
         chosen = tokens[epoch_order(len(tokens), cfg.seed, 0)[:cfg.stats_sequences]]
+    if cfg.objective == "masked" or not attends_causally(cfg):
+        return all_positions_statistics(chosen.long(), cfg, vocab_size, proc)
     shard = chosen[proc.rank::proc.world].long()
     if len(shard) == 0:
         raise UserError(f"too few statistics sequences ({len(chosen)}) for {proc.world} processes")
@@ -214,7 +351,9 @@ class Trainer:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
         if cfg.tau < 0 or cfg.lr <= 0:
             raise UserError(f"--lr must be positive and --tau at least 0 (got lr {cfg.lr}, tau {cfg.tau})")
+        check_settings(cfg)
         self.tokens, self.vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
+        cfg = self._set_up_objective()
         self.out_dir = Path(cfg.out_dir)
         n, world = len(self.tokens), self.proc.world
         self.global_batch = cfg.batch_size * cfg.grad_accum * world
@@ -228,26 +367,76 @@ class Trainer:
         self.stop_step = min(self.total_steps, cfg.max_steps) if cfg.max_steps else self.total_steps
         # the run's regular log points; the last step of a run is logged too, whatever stopped it
         self.log_steps = event_steps(cfg.log_every, self.steps_per_epoch, self.total_steps)
-        self.run_meta = {"vocab_size": len(self.vocabulary), "seq_len": cfg.seq_len, "n_layers": cfg.n_layers,
+        self.run_meta = {"vocab_size": self.n_words, "seq_len": cfg.seq_len, "n_layers": cfg.n_layers,
                          "init_std": cfg.init_std, "lr": cfg.lr, "global_batch": self.global_batch,
                          "seed": cfg.seed, "steps_per_epoch": self.steps_per_epoch,
                          "stats_sequences": cfg.stats_sequences, "data_fingerprint": fingerprint,
-                         "vocabulary_sha256": vocab_sha}
+                         "vocabulary_sha256": vocab_sha,
+                         "objective": cfg.objective, "mask_prob": cfg.mask_prob, "mask_split": list(cfg.mask_split),
+                         "attention": "causal" if attends_causally(cfg) else "all", "residual": cfg.residual,
+                         "output": cfg.output, "optimizer": cfg.optimizer,
+                         "uniform_attention_steps": cfg.uniform_attention_steps,
+                         "mask_token": self.mask_token, "model_vocab_size": len(self.vocabulary)}
         torch.manual_seed(cfg.seed)
-        self.model = AttentionOnlyTransformer(len(self.vocabulary), cfg.seq_len, cfg.n_layers, cfg.init_std)
-        self.tracker = (PathExactTracker(len(self.vocabulary), cfg.seq_len, cfg.lr, self.proc.device)
-                        if cfg.path_exact else None)
+        self.model = build_model(cfg, len(self.vocabulary))
+        if cfg.uniform_attention_steps:   # stage 1 holds W and P at zero (also with --init_std > 0)
+            with torch.no_grad():
+                for layer in self.model.layers:
+                    layer.W.zero_()
+                    layer.P.zero_()
+        self.tracker = (PathExactTracker(len(self.vocabulary), cfg.seq_len, cfg.lr, self.proc.device,
+                                         **self._tracker_variant()) if cfg.path_exact else None)
+        self._optimizer_state = {}   # a resumed run's optimiser state, restored once the optimiser exists
         self.step, self.loss_sum, self.loss_count, self.logs = 0, 0.0, 0, []
         self.recorded_data_dir = str(cfg.data_dir)   # what checkpoints record (a caller may name the final folder)
         self._prepare_out_dir()
         self.model.to(self.proc.device)
         self.stats = statistics_of(self.tokens, cfg, len(self.vocabulary), self.proc)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
+        self.optimizer = make_optimizer(cfg, self.model)
+        load_optimizer_tensors(self.model, self.optimizer, self._optimizer_state)
         self.ddp = None
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
             ids = [self.proc.device.index] if self.proc.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+
+    def _set_up_objective(self) -> TrainConfig:
+        """The objective and the model variant (docs/theory.md §16): a masked run's vocabulary gains MASK as
+        its last id; whether the log can hold leading-term cosines; the settings the trainer changes and the
+        callbacks it leaves out, each said in `notes` with the plan.  Returns the settings as run."""
+        cfg, self.notes = self.cfg, []
+        if cfg.path_exact and cfg.optimizer != "sgd":   # friendlier than a refusal: the run is still wanted
+            cfg = self.cfg = replace(cfg, path_exact=False)
+            self.notes.append(f"path_exact is off: the path-exact terms are plain SGD's, not {cfg.optimizer}'s")
+        self.masked = cfg.objective == "masked"
+        self.n_words, self.scheme, self.mask_token = len(self.vocabulary), None, None
+        if self.masked:
+            from common.corpus.tokenize import mask_token
+            self.mask_token = mask_token(cfg.data_dir, self.vocabulary)
+            self.scheme = masking_scheme(cfg, self.n_words)
+            self.vocabulary = list(self.vocabulary) + [self.mask_token]
+            self.notes.append(f"masked objective: every step draws a fresh corruption of its batch (mask_prob "
+                              f"{cfg.mask_prob:g}, MASK / own token / random word "
+                              f"{'/'.join(f'{p:g}' for p in cfg.mask_split)}); the model's vocabulary is the "
+                              f"{self.n_words:,} words + {self.mask_token} (id {self.n_words})")
+        # exact leading terms (the log's cosines) exist for two architectures (residual + trained W_O; no
+        # residual + identity output); with causal attention the statistics are §2's (the residual model's,
+        # next-token objective), with attention over all positions §16's (either objective, either model)
+        self.theory = cfg.residual == (cfg.output == "trained") and (
+            not attends_causally(cfg) or (not self.masked and cfg.output == "trained"))
+        if not self.theory:
+            self.notes.append("no leading-term theory for this combination of objective, attention, residual and "
+                              "output: the log holds the loss only")
+            if cfg.path_exact:
+                cfg = self.cfg = replace(cfg, path_exact=False)
+        if self.masked or not (attends_causally(cfg) and cfg.residual and cfg.output == "trained"):
+            left_out = [c for c in self.callbacks if not c.any_model]
+            self.callbacks = [c for c in self.callbacks if c.any_model]
+            if left_out:
+                self.notes.append(f"{', '.join(type(c).__name__ for c in left_out)} not written: "
+                                  f"{'it reads' if len(left_out) == 1 else 'they read'} the causal model of "
+                                  f"docs/theory.md §1 only")
+        return cfg
 
     def _prepare_out_dir(self) -> None:
         existing = checkpoint_paths(self.out_dir)
@@ -261,6 +450,7 @@ class Trainer:
                             f"drop --resume to start a new run")
         tensors, meta = load_tensors(existing[-1])
         check_same_run(meta, self.run_meta, existing[-1])
+        tensors, self._optimizer_state = split_optimizer(tensors)
         state, tracker_state = split_checkpoint(tensors)
         if self.tracker is not None:
             if not tracker_state:
@@ -290,10 +480,44 @@ class Trainer:
             batch = self.tokens[idx].to(proc.device, non_blocking=True).long()
             yield batch[:, :-1], batch[:, 1:]
 
+    def masked_micro_batches(self, order, epoch: int, step_in_epoch: int):
+        """(this process's micro-batches (x̃, y, selected), selected positions in the whole global batch) of
+        one masked step: the global batch's corruption (global_batch_corruption), cut as micro_batches cuts."""
+        cfg, proc = self.cfg, self.proc
+        clean, x_tilde, selected = global_batch_corruption(self.tokens, order, step_in_epoch, self.global_batch,
+                                                           self.scheme, cfg.seed, epoch)
+        batches = []
+        for m in range(cfg.grad_accum):
+            start = m * cfg.batch_size * proc.world + proc.rank * cfg.batch_size
+            batches.append(tuple(t[start:start + cfg.batch_size].to(proc.device, non_blocking=True)
+                                 for t in (x_tilde, clean, selected)))
+        return batches, int(selected.sum())
+
+    def _tracker_variant(self) -> dict:
+        """The path-exact tracker's model variant: nothing to say for the causal model of §1."""
+        cfg = self.cfg
+        if attends_causally(cfg) and cfg.residual and cfg.output == "trained":
+            return {}
+        return {"causal": attends_causally(cfg), "variant": statistics_variant(cfg)}
+
+    def _hold_tracked_attention_at_zero(self) -> None:
+        """The path-exact recursion of a uniform-attention step: W and P held at zero, as in the model."""
+        self.tracker.attention.zero_()
+        self.tracker.position.zero_()
+
+    def frozen(self) -> list:
+        """The parameters the next step leaves alone: W and P during the uniform-attention stage."""
+        if self.step >= self.cfg.uniform_attention_steps:
+            return []
+        return [p for layer in self.model.layers for p in (layer.W, layer.P)]
+
     def log_point(self) -> dict:
         entry = {"epoch": self.step / self.steps_per_epoch, "step": self.step,
                  "loss": self.loss_sum / max(self.loss_count, 1), "lr": self.cfg.lr}
-        entry.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step))
+        if self.masked and self.loss_count == 0:   # every step since the last entry selected no position
+            entry["loss"] = None
+        if self.theory:
+            entry.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step))
         if self.tracker is not None:
             entry.update(path_entry(self.model, self.tracker.predictions()))
         self.logs.append(entry)
@@ -314,6 +538,7 @@ class Trainer:
             tensors = dict(self.model.state_dict())
             if self.tracker is not None:
                 tensors.update(self.tracker.state_dict(prefix=CHECKPOINT_PREFIX))
+            tensors.update(optimizer_tensors(self.model, self.optimizer))   # Adam's moments; SGD has none
             save_tensors(path, tensors, meta)
             for old in checkpoint_paths(self.out_dir)[:-max(1, self.cfg.keep_checkpoints)]:
                 old.unlink()
@@ -330,6 +555,8 @@ class Trainer:
                                                           total_steps=self.total_steps,
                                                           data_dir=self.recorded_data_dir))
             self.log(self.plan())
+            for note in self.notes:
+                self.log(f"note: {note}")
         model = self.ddp or self.model
         no_sync = self.ddp.no_sync if self.ddp is not None else None
         bar = progress_bar(total=self.stop_step, initial=self.step, desc="training", disable=not (cfg.progress and proc.main),
@@ -362,16 +589,24 @@ class Trainer:
             epoch, k = divmod(self.step, self.steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(len(self.tokens), cfg.seed, epoch), epoch
-            batches = list(self.micro_batches(order, k))
+            frozen, n_selected = self.frozen(), None
             started = time.perf_counter()
-            loss = sgd_step(model, self.optimizer, batches, no_sync)
+            if self.masked:   # the corruption drawn for this step (global_batch_corruption)
+                batches, n_selected = self.masked_micro_batches(order, epoch, k)
+                loss = masked_step(model, self.optimizer, batches, n_selected, proc.world, no_sync, frozen)
+            else:
+                batches = list(self.micro_batches(order, k))
+                loss = sgd_step(model, self.optimizer, batches, no_sync, frozen)
             if self.tracker is not None:   # the same global batch: every micro-batch, every rank
                 self.tracker.step(batches, proc.all_reduce if proc.world > 1 else None)
+                if frozen:
+                    self._hold_tracked_attention_at_zero()
             stop = interrupt.raised
             if proc.world > 1:   # ranks agree on the loss and on stopping (an interrupt reaches each rank)
                 reduced = torch.tensor([loss, float(stop)], dtype=torch.float64, device=proc.device)
                 proc.all_reduce(reduced)
-                loss, stop = float(reduced[0]) / proc.world, bool(reduced[1] > 0)
+                # a masked step's parts already sum to the global mean (masked_step)
+                loss, stop = float(reduced[0]) / (1 if self.masked else proc.world), bool(reduced[1] > 0)
             if not math.isfinite(loss):
                 raise UserError(f"the loss became {loss} at step {self.step + 1}; lower --lr")
             self.step += 1
@@ -380,12 +615,15 @@ class Trainer:
                 left = self.stop_step - self.step
                 self.log(f"one step took {timing:.2f} s; the {left:,} steps left take about "
                          f"{_duration(timing * left)} (plus log points)")
-            self.loss_sum, self.loss_count = self.loss_sum + loss, self.loss_count + 1
+            if n_selected != 0:   # a masked step that selected no position has no loss to average
+                self.loss_sum, self.loss_count = self.loss_sum + loss, self.loss_count + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", epoch=f"{self.step / self.steps_per_epoch:.2f}", refresh=False)
             if self.step in log_steps:
                 entry = self.log_point()
-                bar.set_postfix(loss=f"{entry['loss']:.4f}", cos_W_O=f"{entry['W_O_B_bar']:.3f}", refresh=False)
+                bar.set_postfix({name: f"{entry[key]:.{digits}f}" for name, key, digits in
+                                 (("loss", "loss", 4), ("cos_W_O", "W_O_B_bar", 3)) if entry.get(key) is not None},
+                                refresh=False)
             if self.step in save_steps:
                 self.save_checkpoint()
             if stop:
@@ -512,7 +750,8 @@ def final_summary(result: dict) -> list:
 
 def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool = False):
     """(model, tokens, vocabulary, statistics, metadata) of a checkpoint and the data it was trained
-    on (its recorded `data_dir` unless another is given), refusing data that does not match it.
+    on (its recorded `data_dir` unless another is given), refusing data that does not match it.  The model
+    is the run's variant; a masked run's vocabulary ends with its MASK token, as its model's does.
     The settings come from the run's own `config.json` (beside `checkpoints/`), else the sidecar."""
     tensors, meta = load_tensors(checkpoint)
     if "data_fingerprint" not in meta:
@@ -522,6 +761,7 @@ def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool
     saved = read_json(config_path, "run configuration") if config_path.exists() else meta
     cfg = TrainConfig.from_settings(dict(saved, data_dir=data_dir or meta["data_dir"], progress=progress,
                                          device=device))
+    from common.corpus.tokenize import free_mask_token
     tokens, vocabulary, vocab_sha, fingerprint = load_training_data(cfg)
     if vocab_sha != meta["vocabulary_sha256"] or len(vocabulary) != meta["vocab_size"]:
         raise UserError(f"the vocabulary in {cfg.data_dir} does not match checkpoint {checkpoint}; "
@@ -529,8 +769,10 @@ def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool
     if fingerprint != meta["data_fingerprint"]:
         raise UserError(f"the sequences in {cfg.data_dir} are not those checkpoint {checkpoint} was trained "
                         f"on; pass the --data_dir it was trained on")
-    model = AttentionOnlyTransformer(len(vocabulary), cfg.seq_len, cfg.n_layers)
-    model.load_state_dict(split_checkpoint(tensors)[0])
+    if cfg.objective == "masked":   # the model's vocabulary: the words + MASK (the name the run recorded)
+        vocabulary = list(vocabulary) + [meta.get("mask_token") or free_mask_token(vocabulary)]
+    model = build_model(replace(cfg, init_std=0.0), len(vocabulary))
+    model.load_state_dict(split_checkpoint(split_optimizer(tensors)[0])[0])
     proc = Processes(0, 1, resolve_device(device))
     model.to(proc.device)
     return model, tokens, vocabulary, statistics_of(tokens, cfg, len(vocabulary), proc), meta

@@ -61,6 +61,71 @@ def test_model_layers_and_heads_equal_brute_force(family):
         assert abs(centred - attention_similarity(targets.attention, h_pre, M, False)) > 1e-4
 
 
+def module_scores(model, family, layer_index, h_pre, biases):
+    """Brute force from the modules themselves: the layer's input norm and query/key projections applied to
+    H_pre, times the norm's per-token scale σ (the release's convention), mean over heads of q kᵀ (key heads
+    shared under grouped-query attention).  Without biases the norm's β and the projections' biases are
+    zeroed first: σ x̂ W = H̃ diag(γ) Wᵀ, the release's H̃ W'_Q W'_Kᵀ H̃ᵀ."""
+    import copy
+    model = copy.deepcopy(model)
+    layer = (model.gpt_neox.layers if family == "neox" else model.model.layers)[layer_index]
+    norm = layer.input_layernorm
+    if not biases:
+        with torch.no_grad():
+            for module in (norm, layer.attention.query_key_value if family == "neox" else layer.self_attn.q_proj,
+                           None if family == "neox" else layer.self_attn.k_proj):
+                if module is not None and getattr(module, "bias", None) is not None:
+                    module.bias.zero_()
+    h = h_pre.double()
+    centred = h - h.mean(dim=1, keepdim=True) if family == "neox" else h          # LayerNorm centres, RMSNorm not
+    eps = norm.eps if family == "neox" else norm.variance_epsilon
+    sigma = (centred.square().mean(dim=1, keepdim=True) + eps).sqrt()
+    with torch.no_grad():
+        x = norm(h)
+        heads = model.config.num_attention_heads
+        if family == "neox":
+            qkv = layer.attention.query_key_value(x).view(len(h), heads, 3, -1)
+            q, k = qkv[:, :, 0], qkv[:, :, 1]
+        else:
+            q = layer.self_attn.q_proj(x).view(len(h), heads, -1)
+            k = layer.self_attn.k_proj(x).view(len(h), model.config.num_key_value_heads, -1)
+            k = k[:, torch.arange(heads) // (heads // k.shape[1])]
+    q, k = q * sigma[:, :, None], k * sigma[:, :, None]
+    return [q[:, head] @ k[:, head].T for head in range(heads)]
+
+
+@pytest.mark.parametrize("family", ["neox", "qwen2"])
+def test_the_default_comparison_is_the_releases_form_and_the_option_the_modules_logits(family):
+    """docs/theory.md §9: by default (ComparisonConfig's attention_bias, pythia.py's block) the attention side
+    is the release's bilinear form, the biases and β left out; --attention_bias=True is the module's own
+    logits.  Both against the modules run by hand (LayerNorm with β and biases; RMSNorm with biases and
+    grouped-query attention)."""
+    from common.checkpoints.comparison import ComparisonConfig
+    model = tiny_model(family, seed=4, layers=2, d=16, heads=4, kv_heads=0 if family == "neox" else 2)
+    reps = single_token_representations(model, torch.arange(40))
+    attention_map = torch.randn(40, 40, generator=torch.Generator().manual_seed(5)).double()
+    targets = TheoryTargets({"attention_map": attention_map.clone(), "value_map": attention_map.T.clone()},
+                            torch.float64)
+    default = ComparisonConfig().attention_bias
+    tolerance = 1e-9 if family == "neox" else 1e-6   # Qwen2's RMSNorm computes in float32, then casts back
+    for biases, results, per_head in ((False, layer_similarities(model, reps, targets, "cpu", default),
+                                       [head_similarities(model, reps, targets.attention, i, "cpu", default)
+                                        for i in range(2)]),
+                                      (True, layer_similarities(model, reps, targets, "cpu", True),
+                                       [head_similarities(model, reps, targets.attention, i, "cpu", True)
+                                        for i in range(2)])):
+        for index in range(2):
+            scores = module_scores(model, family, index, reps.pre(index), biases)
+            expected = naive_rsa(normalize_rows(attention_map), sum(scores) / len(scores))
+            assert results[index]["attention"] == pytest.approx(expected, abs=tolerance), (biases, index)
+            assert per_head[index] == pytest.approx([naive_rsa(normalize_rows(attention_map), s) for s in scores],
+                                                    abs=tolerance)
+    # the two forms differ on these models (the query bias adds a score per key token), so the test tells them apart
+    with_bias = layer_similarities(model, reps, targets, "cpu", True)
+    without = layer_similarities(model, reps, targets, "cpu")
+    assert max(abs(a["attention"] - b["attention"]) for a, b in zip(with_bias, without)) > 1e-3
+
+
 def test_float32_targets_in_place_match_float64():
     attention_map, value_map, h_pre, h_mid, h_post, M = random_layer(300, 16, torch.Generator().manual_seed(3))
     exact = TheoryTargets({"attention_map": attention_map.clone(), "value_map": value_map.clone()}, torch.float64)

@@ -65,6 +65,8 @@ def test_topics_survive_the_tokenizer_whose_ids_are_not_word_ids(tmp_path):
     vocabulary = json.loads((tmp_path / "tok" / "vocabulary.json").read_text())
     table = json.loads((tmp_path / "tok" / "topics.json").read_text())
     assert table == corpus.table and set(vocabulary) == set(corpus.words)
+    # an LDA folder records the MASK token of masked runs too (docs/theory.md §16), outside its words
+    assert json.loads((tmp_path / "tok" / "summary.json").read_text())["mask_token"] == "<mask>" not in vocabulary
     assert [w for w, _ in sorted(vocabulary.items(), key=lambda item: item[1])] != corpus.words
     id_to_word = {i: w for w, i in vocabulary.items()}
     ids = [vocabulary[token] for document in corpus.documents for token in natural_tokens(document)]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from common.io import UserError
-from common.corpus.tokenize import (BPE_SPECIAL_TOKENS, load_stories, load_vocabulary, natural_tokens,
-                             story_sequences, tokenize_bpe, tokenize_natural, top_vocabulary,
-                             write_token_folder)
+from common.corpus.tokenize import (BPE_SPECIAL_TOKENS, MASK_TOKEN, free_mask_token, load_stories, load_vocabulary,
+                             mask_token, natural_tokens, story_sequences, tokenize_bpe, tokenize_natural,
+                             top_vocabulary, write_token_folder)
 from conftest import tiny_stories
 
 
@@ -86,6 +86,8 @@ def test_bpe_trained_on_a_small_corpus(tmp_path):
     from tokenizers import Tokenizer
     assert Tokenizer.from_file(str(tmp_path / "bpe" / "tokenizer.json")).encode(texts[1]).ids == stories[1]["ids"]
     assert load_vocabulary(tmp_path / "bpe") == vocabulary
+    # the MASK token of masked runs is recorded, outside the vocabulary (BPE's pre-tokenizer splits "<mask>")
+    assert json.loads((tmp_path / "bpe" / "summary.json").read_text())["mask_token"] == "<mask>" not in vocabulary
 
 
 def test_folder_sequences_and_bad_inputs(tmp_path):
@@ -113,6 +115,29 @@ def test_folder_sequences_and_bad_inputs(tmp_path):
         load_vocabulary(folder)
     with pytest.raises(UserError, match="data folder not found"):
         load_vocabulary(tmp_path / "missing")
+
+
+def test_the_folder_records_a_mask_token_that_no_vocabulary_entry_spells(tmp_path):
+    assert free_mask_token(["a", "b"]) == MASK_TOKEN == "<mask>"
+    assert free_mask_token(["a", "<mask>", "<mask_1>"]) == "<mask_2>"
+    stories, vocabulary, frequencies, summary = tokenize_natural(as_dataset(["a b c d", "b c d e"]), vocab_size=10)
+    folder = tmp_path / "natural"
+    written = write_token_folder(folder, stories, vocabulary, frequencies, summary)
+    on_disk = json.loads((folder / "summary.json").read_text())
+    assert written["mask_token"] == on_disk["mask_token"] == mask_token(folder, vocabulary) == "<mask>"
+    # the vocabulary is untouched: causal runs see the same ids and SHA-256
+    assert load_vocabulary(folder) == vocabulary and "<mask>" not in json.loads((folder / "vocabulary.json").read_text())
+    # a vocabulary that spells "<mask>" gets the next free name
+    write_token_folder(tmp_path / "taken", stories, vocabulary + ["<mask>"], frequencies, summary)
+    assert json.loads((tmp_path / "taken" / "summary.json").read_text())["mask_token"] == "<mask_1>"
+    # a folder written before the record: the name it would have recorded
+    del on_disk["mask_token"]
+    (folder / "summary.json").write_text(json.dumps(on_disk))
+    assert mask_token(folder, vocabulary) == "<mask>" and mask_token(folder, vocabulary + ["<mask>"]) == "<mask_1>"
+    # a recorded name that collides with the vocabulary is refused
+    (folder / "summary.json").write_text(json.dumps(dict(on_disk, mask_token=vocabulary[0])))
+    with pytest.raises(UserError, match="mask token .* is a token of the vocabulary"):
+        mask_token(folder, vocabulary)
 
 
 def test_windows_cut_every_story_into_consecutive_sequences(tmp_path):

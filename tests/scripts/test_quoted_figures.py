@@ -33,7 +33,11 @@ DEMOS = {
     "demo-pythia": [["train_neox_checkpoints.py", "--out_dir={out}/pythia/checkpoints", "--max_steps=2000"],
                     ["pythia.py", "--model_name={out}/pythia/checkpoints", "--revisions=all", "--dataset=synthetic",
                      "--n_examples=4000", "--max_seq_len=64", "--output_dir={out}/pythia/results",
-                     "--cache_dir={out}/pythia/cache"]],
+                     "--cache_dir={out}/pythia/cache"],
+                    # and the comparison with the projections' biases docs/results.md §4 quotes beside it
+                    ["pythia.py", "--model_name={out}/pythia/checkpoints", "--revisions=all", "--dataset=synthetic",
+                     "--n_examples=4000", "--max_seq_len=64", "--output_dir={out}/pythia/results_bias",
+                     "--cache_dir={out}/pythia/cache", "--attention_bias=True"]],
 }
 
 
@@ -112,8 +116,8 @@ PYTHIA_FILES = {"attention": "attention_comparison_summary.json", "no_mlp": "cos
                 "embedding": "cosine_similarity_summary.json"}
 
 
-def _pythia(out: Path, measure: str, layer: int, revision: str) -> float:
-    path = out / "pythia" / "results" / f"revision_{revision}" / "matrix_theoretical" / PYTHIA_FILES[measure]
+def _pythia(out: Path, measure: str, layer: int, revision: str, results: str = "results") -> float:
+    path = out / "pythia" / results / f"revision_{revision}" / "matrix_theoretical" / PYTHIA_FILES[measure]
     return _json(path)[f"layer_{layer}"]["cosine_similarity"]
 
 
@@ -166,6 +170,7 @@ for _bin in ("same_topic", "different_topic"):
 for _kind in ("W_O", "V", "W", "P"):
     for _lr in ("0.3", "1.0", "3.0"):
         READERS[f"regime.{_kind}.measured.lr{_lr}"] = (lambda k, l: lambda out: _regime(out)[k]["measured_tau"][l])(_kind, _lr)
+    READERS[f"regime.{_kind}.predicted"] = (lambda k: lambda out: _regime(out)[k]["predicted_tau"])(_kind)
     READERS[f"regime.{_kind}.measured.min"] = (lambda k: lambda out: min(_regime(out)[k]["measured_tau"].values()))(_kind)
     READERS[f"regime.{_kind}.measured.max"] = (lambda k: lambda out: max(_regime(out)[k]["measured_tau"].values()))(_kind)
 for _measure in ("no_mlp", "embedding"):
@@ -177,6 +182,10 @@ for _measure in PYTHIA_FILES:
         for _step in (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000):
             READERS[f"pythia.{_measure}.layer{_layer}.step{_step}"] = (
                 lambda m, l, s: lambda out: _pythia(out, m, l, f"step{s}"))(_measure, _layer, _step)
+for _layer in (0, 1):
+    for _step in (0, 8, 64, 512, 1000, 2000):
+        READERS[f"pythia_bias.attention.layer{_layer}.step{_step}"] = (
+            lambda l, s: lambda out: _pythia(out, "attention", l, f"step{s}", "results_bias"))(_layer, _step)
 READERS["demo.attention.spread.min"] = lambda out: min(a["logit_spread"] for a in _causal(out)["attention"])
 READERS["demo.vocab_size"] = lambda out: _json(out / "demo" / "data" / "summary.json")["vocab_size"]
 READERS["demo.attention.spread.max"] = lambda out: max(a["logit_spread"] for a in _causal(out)["attention"])

@@ -82,3 +82,43 @@ def test_order_two_leaves_underived_kinds_at_order_one(markov):
     assert set(next_order_matrices(stats, 1)) == {"W_O", "V"}
     with pytest.raises(ValueError, match="context_input"):
         predicted_weights(compute_statistics(x, y, 10), 0.5, 6, order=2)
+
+
+@pytest.mark.parametrize("variant", ["residual", "identity"])
+def test_masked_discrete_forms_against_autograd(markov, variant):
+    # docs/theory.md §16 in discrete SGD form, full-batch steps on one fixed corruption draw: residual
+    # W_O ηs·B̄ₘ, V η²Σk·(B̄ₘΦ̄ₘ)ᵀ, W, P η⁴Σk²(k−1)/2·(Q̄ₘ, p̄ₘ); identity V ηs·Φ̄ₘᵀ, W, P η²Σk·(Q̄', p̄').
+    # The discrete sums, not their continuous limits (τ²/2 = 4.5 against η²Σk = 3.75 here), are what SGD does.
+    from common.theory.leading_terms import POWER_NAME, continuous_coefficients
+    from common.theory.masked_statistics import masked_statistics
+    from common.theory.masking import MaskingScheme, corrupt
+    from common.theory.weight_kinds import weight_kinds
+    n_words, T, lr, steps = 15, 10, 0.5 if variant == "identity" else 0.05, 6
+    x, _ = markov(48, T, n_words, seed=6)
+    x_tilde, selected = corrupt(x, MaskingScheme(n_words, n_words, mask_prob=0.3), torch.Generator().manual_seed(0))
+    V = n_words + 1
+    model = AttentionOnlyTransformer(V, T, 1, causal=False, residual=variant == "residual",
+                                     output="trained" if variant == "residual" else "identity").double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model.loss(x_tilde, x, selected).backward()
+        optimizer.step()
+    stats = masked_statistics(x_tilde, x, selected, V, variant=variant)
+    predicted = predicted_weights(stats, lr, steps, variant=variant)
+    continuous = continuous_coefficients(lr * steps)
+    assert set(predicted) == {k.name for k in weight_kinds(variant)}
+    for kind in weight_kinds(variant):
+        weight = model.W_O if kind.name == "W_O" else getattr(model.layers[0], kind.name)
+        assert matrix_cosine(weight, predicted[kind.name]) > 0.9999, kind.name
+        assert relative_error(weight, predicted[kind.name]) < 0.04, kind.name
+        if kind.power > 1:
+            limit = continuous[POWER_NAME[kind.power]] * kind.matrix(stats)
+            assert relative_error(weight, limit) > 0.1, kind.name
+
+
+def test_masked_coefficients_and_order_two():
+    c = leading_coefficients(0.5, 5, variant="identity")
+    assert c == {"V": 2.5, "W": 0.25 * 10, "P": 0.25 * 10}
+    with pytest.raises(ValueError, match="residual model only"):
+        predicted_weights(None, 0.5, 5, order=2, variant="identity")

@@ -117,3 +117,119 @@ def test_minibatch_sgd_follows_path_exact_not_corpus(markov, lr, n_layers):
             assert relative_error(weight, path[kind]) < 0.02, (step, kind)
             corpus_cosines.append(matrix_cosine(weight, corpus[kind]))
     assert min(corpus_cosines) < 0.95      # the whole-corpus comparison is far lower early on
+
+
+# -- masked language modelling (docs/theory.md §16): micro-batches (x̃, y, selected) ------------------------
+def masked_draws(markov, n_seq, T, n_words, steps, batch, seed=0):
+    """Clean Markov sequences and, for each step, a batch with its own corruption draw (x̃, y, selected)."""
+    from common.theory.masking import MaskingScheme, corrupt
+    x, _ = markov(n_seq, T, n_words, seed=seed)
+    scheme, generator = MaskingScheme(n_words, n_words, mask_prob=0.3), torch.Generator().manual_seed(seed)
+    draws = []
+    for k in range(steps):
+        clean = x[(k * batch) % n_seq:][:batch]
+        x_tilde, selected = corrupt(clean, scheme, generator)
+        draws.append((x_tilde, clean, selected))
+    return x, draws
+
+
+def naive_masked_path_exact(steps, V, lr, variant):
+    """The masked recursion written with the naive dense §16 statistics of each draw (common/theory/reference.py):
+    residual W_O += ηB̄ₘ,k, V += ηΦ̄ₘ,kᵀW_O(k)ᵀ, W, P += η(Q̄ₘ,k, p̄ₘ,k)[G = V(k)W_O(k)]; identity the same with
+    W_O(k) = I held fixed."""
+    from common.theory.reference import naive_masked_statistics_accumulate
+    W_O = torch.zeros(V, V, dtype=torch.float64) if variant == "residual" else torch.eye(V, dtype=torch.float64)
+    value, attention, position = torch.zeros(V, V, dtype=torch.float64), torch.zeros(V, V, dtype=torch.float64), None
+    for x_tilde, y, selected in steps:
+        n = float(selected.sum())
+        bigram_sum, context_sum = naive_masked_statistics_accumulate(x_tilde, y, selected, V)
+        attention_sum, position_sum = naive_masked_statistics_accumulate(x_tilde, y, selected, V, G=value @ W_O)
+        position = torch.zeros_like(position_sum) if position is None else position
+        value, attention, position, W_O = (value + lr * (context_sum / n).T @ W_O.T, attention + lr * attention_sum / n,
+                                           position + lr * position_sum / n,
+                                           W_O + lr * bigram_sum / n if variant == "residual" else W_O)
+    return {"V": value, "W": attention, "P": position, **({"W_O": W_O} if variant == "residual" else {})}
+
+
+MASKED = {"residual": dict(causal=False), "identity": dict(causal=False, residual=False, output="identity")}
+
+
+@pytest.mark.parametrize("variant", ["residual", "identity"])
+def test_masked_full_batch_recursion_equals_leading_terms(markov, variant):
+    # the same corruption draw every step: the closed forms of the masked statistics of that draw, exactly
+    from common.theory.masked_statistics import masked_statistics
+    n_words, T, lr, steps = 14, 8, 0.4, 6
+    _, ((x_tilde, y, selected),) = masked_draws(markov, 24, T, n_words, 1, 24, seed=1)
+    V = n_words + 1
+    tracker = PathExactTracker(V, T, lr, causal=False, variant=variant)
+    for _ in range(steps):
+        tracker.step([(x_tilde[:10], y[:10], selected[:10]), (x_tilde[10:], y[10:], selected[10:])])
+    predicted = predicted_weights(masked_statistics(x_tilde, y, selected, V, variant=variant), lr, steps,
+                                  variant=variant)
+    assert set(tracker.predictions()) == set(predicted) == ({"V", "W", "P"} | ({"W_O"} if variant == "residual" else set()))
+    assert tracker.predictions()["P"].shape == (2 * T - 1,)
+    for kind, value in tracker.predictions().items():
+        assert predicted[kind].norm() > 0, kind
+        assert float((value - predicted[kind]).norm() / predicted[kind].norm()) < 1e-12, kind
+
+
+@pytest.mark.parametrize("variant", ["residual", "identity"])
+def test_masked_tracker_equals_naive_recursion(markov, variant):
+    n_words, T, lr = 11, 6, 0.7
+    _, steps = masked_draws(markov, 30, T, n_words, 5, 6, seed=2)
+    tracker = PathExactTracker(n_words + 1, T, lr, chunk=4, causal=False, variant=variant)
+    for batch in steps:
+        tracker.step([batch])
+    naive = naive_masked_path_exact(steps, n_words + 1, lr, variant)
+    assert set(naive) == set(tracker.predictions())
+    for kind, value in tracker.predictions().items():
+        assert naive[kind].abs().max() > 0, kind
+        assert (value - naive[kind]).abs().max() <= 1e-12 * naive[kind].abs().max(), kind
+
+
+@pytest.mark.parametrize("variant,n_layers", [("residual", 1), ("residual", 2), ("identity", 1)])
+def test_masked_sgd_follows_path_exact(markov, variant, n_layers):
+    # autograd on the masked loss, a fresh corruption every step: the weights line up with the path-exact
+    # prediction (cosine ≈ 1), and the relative error is the higher-order terms alone — it shrinks in
+    # proportion to η at a fixed number of steps (τ = ηs → 0)
+    n_words, T, steps = 15, 10, 6
+    _, draws = masked_draws(markov, 48, T, n_words, steps, 16, seed=6)
+    errors = {}
+    for lr in (0.05, 0.0125):
+        model = AttentionOnlyTransformer(n_words + 1, T, n_layers, **MASKED[variant]).double()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        tracker = PathExactTracker(n_words + 1, T, lr, causal=False, variant=variant)
+        for x_tilde, y, selected in draws:
+            optimizer.zero_grad()
+            model.loss(x_tilde, y, selected).backward()
+            optimizer.step()
+            tracker.step([(x_tilde, y, selected)])
+        path = tracker.predictions()
+        weights = ([("W_O", None, model.W_O)] if variant == "residual" else []) + \
+                  [(k, l, getattr(layer, k)) for l, layer in enumerate(model.layers) for k in ("V", "W", "P")]
+        for kind, layer, weight in weights:
+            assert matrix_cosine(weight, path[kind]) >= 0.9999, (lr, kind, layer)
+            errors.setdefault((kind, layer), []).append(relative_error(weight, path[kind]))
+    for kind, (coarse, fine) in errors.items():
+        assert coarse < 0.04 and fine * 3 < coarse, (kind, coarse, fine)
+
+
+def test_masked_state_round_trip_and_bad_input(markov):
+    n_words, T, lr = 8, 5, 0.3
+    _, steps = masked_draws(markov, 12, T, n_words, 6, 4, seed=5)
+    a, b = (PathExactTracker(n_words + 1, T, lr, causal=False, variant="identity") for _ in range(2))
+    for batch in steps[:3]:
+        a.step([batch])
+    b.load_state_dict({k: v.clone() for k, v in a.state_dict().items()})
+    for batch in steps[3:]:
+        a.step([batch])
+        b.step([batch])
+    for kind, value in a.predictions().items():
+        assert torch.equal(value, b.predictions()[kind]), kind
+    with pytest.raises(ValueError, match="shape"):       # P has 2T − 1 entries without the causal mask
+        PathExactTracker(n_words + 1, T, lr).load_state_dict(a.state_dict())
+    x_tilde, y, selected = steps[0]
+    with pytest.raises(ValueError, match="selected"):
+        a.add(x_tilde, y, selected[:, :3])
+    with pytest.raises(ValueError, match="variant"):
+        PathExactTracker(n_words + 1, T, lr, variant="tied")

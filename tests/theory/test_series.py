@@ -167,6 +167,101 @@ def test_bad_input(markov):
             gradient_flow_series(model, *args)
 
 
+# -- the masked-language-model variants (docs/theory.md §16) ----------------------------------------------
+RESIDUAL = dict(causal=False)                                      # residual + trained W_O, all positions
+IDENTITY = dict(causal=False, residual=False, output="identity")   # Li, Li & Risteski 2023's model
+
+
+def masked_batch(markov, n_seq, T, n_words, seed):
+    """Clean Markov sequences over n_words words, one fixed corruption draw (common/theory/masking.py):
+    (x̃, y = the clean tokens, selected), the MASK token the last id n_words."""
+    from common.theory.masking import MaskingScheme, corrupt
+    x, _ = markov(n_seq, T, n_words, seed=seed)
+    x_tilde, selected = corrupt(x, MaskingScheme(n_words, n_words, mask_prob=0.4),
+                                torch.Generator().manual_seed(seed))
+    return x_tilde, x, selected
+
+
+@pytest.mark.parametrize("variant,n_layers", [(RESIDUAL, 1), (RESIDUAL, 2), (IDENTITY, 1), (dict(causal=True), 1)])
+def test_masked_variants_equal_nested_forward_mode(markov, variant, n_layers):
+    # the jets against nested jvp with the loss on the selected positions; each kind's leading power is
+    # read off the ground truth (its first non-zero coefficient) and must be the variant's table entry
+    from common.theory.weight_kinds import model_variant
+    x_tilde, y, selected = masked_batch(markov, 7, 6, 8, seed=1)
+    model = AttentionOnlyTransformer(9, 6, n_layers, **variant)
+    order = 5
+    jets = gradient_flow_series(model, x_tilde, y, order, chunk_size=3, selected=selected)
+    nested = nested_jvp_series(model, x_tilde, y, order, selected=selected)
+    variant_name = model_variant(model)
+    for name in nested[0]:
+        first = next(k + 1 for k in range(order) if float(nested[k][name].abs().max()) > 1e-15)
+        assert first == kind_of(name, variant_name).power, (name, first)
+        for k in range(order):
+            if k + 1 < first:
+                assert not jets[k][name].any(), (k, name)
+            else:
+                assert relative(jets[k][name], nested[k][name]) < 1e-12, (k + 1, name)
+
+
+@pytest.mark.parametrize("variant,n_layers", [(RESIDUAL, 3), (IDENTITY, 1)])
+def test_masked_leading_coefficients_are_the_masked_statistics(markov, variant, n_layers):
+    # docs/theory.md §16: residual W_O c₁ = B̄ₘ, V c₂ = ½(B̄ₘΦ̄ₘ)ᵀ, W c₄ = Q̄ₘ/8, P c₄ = p̄ₘ/8 in every layer;
+    # identity V c₁ = Φ̄ₘᵀ, W c₂ = ½Q̄', P c₂ = ½p̄' (G = Φ̄ₘᵀ) — statistic and power from the variant's table
+    from common.theory.leading_terms import theory_matrices
+    from common.theory.masked_statistics import masked_statistics
+    from common.theory.weight_kinds import model_variant, weight_kinds
+    x_tilde, y, selected = masked_batch(markov, 40, 8, 11, seed=5)
+    model = AttentionOnlyTransformer(12, 8, n_layers, **variant)
+    name = model_variant(model)
+    stats = masked_statistics(x_tilde, y, selected, 12, variant=name)
+    theory = theory_matrices(stats, name)
+    series = gradient_flow_series(model, x_tilde, y, max(k.power for k in weight_kinds(name)), selected=selected)
+    unit = continuous_coefficients(1.0)
+    assert set(series[0]) == {p for p, _ in model.named_parameters()}
+    for parameter in series[0]:
+        kind = kind_of(parameter, name)
+        expected = unit[POWER_NAME[kind.power]] * theory[kind.name]
+        assert relative(series[kind.power - 1][parameter], expected) < 1e-10, parameter
+        assert all(not series[k][parameter].any() for k in range(kind.power - 1)), parameter
+
+
+def test_masked_normalisation_spans_every_chunk(markov):
+    # the mean is over the selected positions of the whole batch, whatever the chunks (one holds none)
+    x_tilde, y, selected = masked_batch(markov, 8, 5, 7, seed=3)
+    selected[:2] = False
+    model = AttentionOnlyTransformer(8, 5, 2, **RESIDUAL)
+    whole, chunked = (gradient_flow_series(model, x_tilde, y, 4, chunk_size=size, selected=selected) for size in (8, 2))
+    for k in range(4):
+        for name in whole[k]:
+            assert torch.allclose(whole[k][name], chunked[k][name], rtol=1e-12, atol=1e-22), (k, name)
+    # every position selected is the unmasked objective
+    everything = gradient_flow_series(model, x_tilde, y, 2, selected=torch.ones_like(selected))
+    plain = gradient_flow_series(model, x_tilde, y, 2)
+    assert all(torch.allclose(everything[k][n], plain[k][n], rtol=1e-13, atol=1e-22) for k in range(2) for n in plain[k])
+
+
+def test_stacked_identity_layers_stay_at_zero(markov):
+    # without the residual, a second layer's V and the first's feed each other only through zero:
+    # gradient flow from zero never moves (the jets say so exactly, as does nested jvp)
+    x_tilde, y, selected = masked_batch(markov, 4, 5, 6, seed=2)
+    model = AttentionOnlyTransformer(7, 5, 2, **IDENTITY)
+    series = gradient_flow_series(model, x_tilde, y, 3, selected=selected)
+    nested = nested_jvp_series(model, x_tilde, y, 3, selected=selected)
+    assert all(not series[k][n].any() and not nested[k][n].any() for k in range(3) for n in series[k])
+
+
+def test_masked_bad_input(markov):
+    x_tilde, y, selected = masked_batch(markov, 4, 5, 6, seed=0)
+    model = AttentionOnlyTransformer(7, 5, 1, **RESIDUAL)
+    with pytest.raises(UserError, match="boolean"):
+        gradient_flow_series(model, x_tilde, y, 2, selected=selected[:, :4])
+    with pytest.raises(UserError, match="no position"):
+        gradient_flow_series(model, x_tilde, y, 2, selected=torch.zeros_like(selected))
+    for variant in (dict(residual=False), dict(output="identity")):
+        with pytest.raises(UserError, match="no leading-term theory"):
+            gradient_flow_series(AttentionOnlyTransformer(7, 5, 1, **variant), x_tilde, y, 2)
+
+
 def test_same_inputs_give_the_same_bytes(markov):
     from common.device import configure_numerics
     before = torch.are_deterministic_algorithms_enabled()

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from common.theory.alignment import named_weights, theory_entry
@@ -55,3 +56,32 @@ def test_theory_entry_on_weights_set_to_their_prediction(markov):
         assert abs(entry[key] - 1) < 1e-12 and entry[f"{key}_rel_err"] < 1e-12
     # at step 1 only W_O has a non-zero prediction: the others' relative errors are undefined
     assert theory_entry(model, stats, 0.5, 1)["layer_0_W_Q_bar_rel_err"] is None
+
+
+def test_variant_tables_and_model_variant():
+    from common.io import UserError
+    from common.theory.weight_kinds import IDENTITY_KINDS, VARIANTS, kinds_by_name, model_variant, weight_kinds
+    assert VARIANTS == ("residual", "identity") and weight_kinds() is WEIGHT_KINDS
+    assert {k.name: k.power for k in weight_kinds("residual")} == {"W_O": 1, "V": 2, "W": 4, "P": 4}
+    assert {k.name: k.power for k in weight_kinds("identity")} == {"V": 1, "W": 2, "P": 2}
+    identity = kinds_by_name("identity")
+    assert identity["V"].statistic == "context" and identity["V"].transpose and weight_kinds("identity") is IDENTITY_KINDS
+    # the log keys do not depend on the variant
+    assert [k.log_stem for k in IDENTITY_KINDS] == [KIND[k.name].log_stem for k in IDENTITY_KINDS]
+    # causality does not change the powers; the architecture does
+    assert model_variant(AttentionOnlyTransformer(5, 4, 1)) == "residual"
+    assert model_variant(AttentionOnlyTransformer(5, 4, 1, causal=False)) == "residual"
+    assert model_variant(AttentionOnlyTransformer(5, 4, 1, causal=False, residual=False, output="identity")) == "identity"
+    for variant in (dict(residual=False), dict(output="identity")):
+        with pytest.raises(UserError, match="no leading-term theory"):
+            model_variant(AttentionOnlyTransformer(5, 4, 1, **variant))
+    with pytest.raises(UserError, match="unknown model variant"):
+        weight_kinds("causal")
+
+
+def test_kind_matrix_reads_the_statistic(markov):
+    x, y = markov(6, 8, 11)
+    stats = compute_statistics(x, y, 11)
+    from common.theory.weight_kinds import kinds_by_name
+    assert torch.equal(kinds_by_name("identity")["V"].matrix(stats), stats.context.T)
+    assert kinds_by_name("residual")["V"].matrix(stats) is stats.value_map

@@ -1,5 +1,6 @@
 """The Tiny Stories trainer: theory tracking, logs and files, resume, accumulation, DDP (docs/theory.md §3, §5, §7)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -227,3 +228,233 @@ def test_two_gloo_processes_match_one(data_dir, tmp_path):
     for e1, e2 in zip(one, two):
         assert e1["loss"] == pytest.approx(e2["loss"], abs=1e-6)
         assert e1["layer_1_W_Q_bar"] == pytest.approx(e2["layer_1_W_Q_bar"], abs=1e-6)
+
+
+# -- the masked objective and the model variants (docs/theory.md §16) ------------------------------
+MASKED = dict(objective="masked", n_layers=1)
+
+
+def n_words(data_dir) -> int:
+    return len(json.loads((Path(data_dir) / "vocabulary.json").read_text()))
+
+
+def logs_of(out_dir) -> list:
+    return json.loads((Path(out_dir) / "training_logs.json").read_text())
+
+
+def test_masked_run_trains_with_MASK_appended_and_logs_the_theory(data_dir, tmp_path):
+    from common.tiny.training import load_run
+    from common.theory.weight_kinds import WEIGHT_KINDS, log_key
+    out, lines, V = tmp_path / "run", [], n_words(data_dir)
+    train(config(data_dir, out, batch_size=16, epochs=4, lr=1.0, log_every=0.25, **MASKED), log=lines.append)
+    logs = logs_of(out)
+    # the loss falls from ln(V + 1), the uniform guess over the words and MASK, by more than its noise
+    first_step = train(config(data_dir, tmp_path / "one", max_steps=1, **MASKED))["log"]
+    assert first_step["loss"] == pytest.approx(math.log(V + 1), abs=1e-5)
+    assert logs[0]["loss"] > math.log(V + 1) - 0.01 and sum(e["loss"] for e in logs[-8:]) / 8 < math.log(V + 1) - 0.1
+    # MASK is the last id of the model's vocabulary, recorded with the run; attention over all positions
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["objective"], saved["mask_token"], saved["model_vocab_size"], saved["attention"]) == \
+           ("masked", "<mask>", V + 1, "all")
+    w = weights(out)
+    assert w["W_O"].shape == (V + 1, V + 1) and w["layers.0.P"].shape == (2 * 16 - 1,)
+    assert any(line.startswith("note: masked objective") and f"<mask> (id {V})" in line for line in lines)
+    # the same log keys as a causal run, path-exact included, holding the masked statistics' cosines
+    expected = {"epoch", "step", "loss", "lr"}
+    for kind in WEIGHT_KINDS:
+        for layer in (range(1) if kind.per_layer else [None]):
+            expected |= {log_key(kind.name, layer, reference, rel_err)
+                         for reference in ("corpus", "path") for rel_err in (False, True)}
+    assert set(logs[0]) == expected
+    assert logs[-1]["W_O_B_bar"] > 0.9 and logs[-1]["layer_0_V_B_bar_Phi_bar"] > 0.9
+    # the run reloads as what it is: its variant of the model, the vocabulary with MASK at the end
+    model, _, vocabulary, stats, _ = load_run(checkpoint_paths(out)[-1])
+    assert vocabulary[-1] == "<mask>" and len(vocabulary) == V + 1 and not model.is_causal
+    assert all(torch.equal(model.state_dict()[k], w[k]) for k in model.state_dict())
+    assert stats.position_map.shape == (2 * 16 - 1,)
+
+
+def test_the_corruption_of_each_step_is_the_documented_function_of_seed_epoch_and_step(data_dir, tmp_path,
+                                                                                     monkeypatch):
+    import hashlib
+
+    import common.tiny.training as training
+    from common.theory.masking import MaskingScheme, corrupt
+    seen, original = [], training.masked_step
+
+    def recording(model, optimizer, micro_batches, n_selected, *args):
+        seen.append(([[t.clone() for t in batch] for batch in micro_batches], n_selected))
+        return original(model, optimizer, micro_batches, n_selected, *args)
+
+    monkeypatch.setattr(training, "masked_step", recording)
+    settings = config(data_dir, tmp_path / "run", batch_size=4, grad_accum=2, epochs=2, max_steps_per_epoch=3,
+                      **MASKED)
+    train(settings)
+    tokens = training.load_training_data(TrainConfig.from_settings(settings))[0]
+    V = n_words(data_dir)
+    assert len(seen) == 6
+    for step, (batches, n_selected) in enumerate(seen):
+        epoch, k = divmod(step, 3)
+        # the documented seed: BLAKE2b("mask:{seed}:{epoch}:{step in epoch}"), 8 bytes little-endian, top bit off
+        digest = hashlib.blake2b(f"mask:3:{epoch}:{k}".encode(), digest_size=8).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+        clean = tokens[training.epoch_order(len(tokens), 3, epoch)[k * 8:(k + 1) * 8], :16].long()
+        x_tilde, selected = corrupt(clean, MaskingScheme(V, V), generator)
+        drawn = [torch.cat(parts) for parts in zip(*batches)]    # the micro-batches, in global order
+        assert torch.equal(drawn[0], x_tilde) and torch.equal(drawn[1], clean) and torch.equal(drawn[2], selected)
+        assert n_selected == int(selected.sum()) > 0
+    # dynamic masking: epoch 1 redraws (its first step's draw is not epoch 0's)
+    assert not torch.equal(seen[0][0][0][2], seen[3][0][0][2])
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.5), ("adam", 0.01)])
+def test_masked_resume_is_bit_identical(data_dir, tmp_path, optimizer, lr):
+    """Stopped at step 7, inside the uniform-attention stage (9 steps), and resumed: the same log and tensors,
+    Adam's moments included (W and P have none yet at the checkpoint: they start after the stage)."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    settings = dict(objective="masked", n_layers=2, optimizer=optimizer, lr=lr, uniform_attention_steps=9,
+                    epochs=3, save_every=1.0)
+    train(config(data_dir, full, **settings))
+    train(config(data_dir, part, max_steps=7, **settings))
+    stopped = weights(part)
+    if optimizer == "adam":
+        assert "optimizer.layers.0.V.exp_avg" in stopped and "optimizer.layers.0.W.exp_avg" not in stopped
+    train(config(data_dir, part, resume=True, **settings))
+    assert (part / "training_logs.json").read_text() == (full / "training_logs.json").read_text()
+    a, b = weights(full), weights(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("optimizer.") for k in a) == (optimizer == "adam")
+
+
+def test_masked_gradient_accumulation_equals_the_larger_batch(data_dir, tmp_path):
+    """The loss is the mean over the global batch's selected positions, not a mean of micro-batch means."""
+    train(config(data_dir, tmp_path / "big", batch_size=8, grad_accum=1, **MASKED))
+    train(config(data_dir, tmp_path / "accum", batch_size=2, grad_accum=4, **MASKED))
+    a, b = weights(tmp_path / "big"), weights(tmp_path / "accum")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    for big, accum in zip(logs_of(tmp_path / "big"), logs_of(tmp_path / "accum")):
+        assert big["loss"] == pytest.approx(accum["loss"], abs=1e-6)
+
+
+def test_uniform_attention_stage_holds_W_and_P_at_zero_then_everything_trains(data_dir, tmp_path):
+    out = tmp_path / "run"
+    # from zero W would move at step 3 (after W_O and V): held at zero through step 4, even from a random start
+    train(config(data_dir, tmp_path / "free", max_steps=4, n_layers=2))
+    assert weights(tmp_path / "free")["layers.0.W"].abs().max() > 0
+    for init_std in (0.0, 0.01):
+        out = tmp_path / f"stage_{init_std}"
+        settings = config(data_dir, out, n_layers=2, init_std=init_std, uniform_attention_steps=4, epochs=1)
+        train(dict(settings, max_steps=4))
+        w = weights(out)
+        for l in range(2):
+            assert not w[f"layers.{l}.W"].any() and not w[f"layers.{l}.P"].any()
+            assert w[f"layers.{l}.V"].abs().max() > 0 and w["W_O"].abs().max() > 0
+        # the path-exact recursion holds them at zero too
+        assert logs_of(out)[-1]["layer_0_W_path_rel_err"] is None
+        train(dict(settings, resume=True))
+        assert all(weights(out)[f"layers.{l}.W"].abs().max() > 0 for l in range(2))
+
+
+def test_identity_output_has_no_W_O_and_logs_the_variant(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train(config(data_dir, out, residual=False, output="identity", **MASKED))
+    assert "W_O" not in weights(out) and set(weights(out)) == {"layers.0.W", "layers.0.V", "layers.0.P",
+                                                               *(f"path_exact.{k}" for k in
+                                                                 ("output_t", "value", "attention", "position",
+                                                                  "steps"))}
+    entry = logs_of(out)[-1]
+    assert "W_O_B_bar" not in entry and "W_O_path" not in entry
+    # Li, Li & Risteski's variant: V lines up with Φ̄ₘᵀ from the first step (docs/theory.md §16)
+    assert entry["layer_0_V_B_bar_Phi_bar"] > 0.9 and entry["layer_0_V_path"] > 0.9
+
+
+def test_adam_turns_path_exact_off_and_says_so(data_dir, tmp_path):
+    out, lines = tmp_path / "run", []
+    train(config(data_dir, out, optimizer="adam", lr=0.01, epochs=1, **MASKED), log=lines.append)
+    assert any(line.startswith("note: path_exact is off") for line in lines)
+    assert json.loads((out / "config.json").read_text())["path_exact"] is False
+    assert not any("path" in key for key in logs_of(out)[-1])
+
+
+def test_every_combination_of_objective_attention_and_residual_trains(data_dir, tmp_path):
+    """The ablation grid: a combination without leading-term theory still trains, and its log holds the loss."""
+    for objective in ("causal", "masked"):
+        for attention in ("causal", "all"):
+            for residual, output in ((True, "trained"), (False, "identity"), (True, "identity")):
+                out = tmp_path / f"{objective}_{attention}_{residual}_{output}"
+                recorder = Recorder()
+                train(config(data_dir, out, objective=objective, attention=attention, residual=residual, output=output,
+                             n_layers=1, epochs=1, report_top=0), callbacks=[recorder])
+                entry = logs_of(out)[-1]
+                assert math.isfinite(entry["loss"])
+                theory = residual == (output == "trained") and (attention == "all" or
+                                                                  (objective == "causal" and output == "trained"))
+                assert ("layer_0_V_B_bar_Phi_bar" in entry) == theory, out.name
+                # a callback written for the causal model is left out of every other run
+                default = (objective, attention, residual, output) == ("causal", "causal", True, "trained")
+                assert recorder.ends == int(default), out.name
+
+
+def test_an_old_data_folder_and_an_old_checkpoint_still_work(data_dir, tmp_path):
+    import shutil
+
+    from common.tiny.training import TRAJECTORY_DEFAULTS
+    old = tmp_path / "old"
+    shutil.copytree(data_dir, old)
+    summary = json.loads((old / "summary.json").read_text())
+    del summary["mask_token"]
+    (old / "summary.json").write_text(json.dumps(summary))
+    train(config(old, tmp_path / "masked", epochs=1, **MASKED))
+    assert json.loads((tmp_path / "masked" / "config.json").read_text())["mask_token"] == "<mask>"
+    # a checkpoint written before the masked settings existed resumes as the causal run it was
+    out = tmp_path / "causal"
+    train(config(data_dir, out, epochs=1))
+    for sidecar in (out / "checkpoints").glob("*.json"):
+        meta = json.loads(sidecar.read_text())
+        sidecar.write_text(json.dumps({k: v for k, v in meta.items() if k not in TRAJECTORY_DEFAULTS}))
+    assert train(config(data_dir, out, epochs=2, resume=True))["step"] > 1
+    # …and refuses to become a masked one
+    with pytest.raises(UserError, match="another configuration \\(objective 'causal' there, 'masked' now\\)"):
+        train(config(data_dir, out, epochs=3, resume=True, objective="masked"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(objective="mlm"), "--objective must be one of causal, masked (got 'mlm')"),
+    (dict(attention="bidirectional"), "--attention must be one of auto, causal, all"),
+    (dict(output="tied"), "--output must be one of trained, identity"),
+    (dict(optimizer="adamw"), "--optimizer must be one of sgd, adam"),
+    (dict(objective="masked", mask_prob=0.0), "--mask_prob must lie strictly between 0 and 1"),
+    (dict(objective="masked", mask_prob=1.0), "--mask_prob must lie strictly between 0 and 1"),
+    (dict(objective="masked", mask_split=[0.8, 0.1, 0.2]), "--mask_split must sum to 1"),
+    (dict(objective="masked", mask_split=[1.1, -0.1, 0.0]), "--mask_split must be three probabilities"),
+    (dict(objective="masked", mask_split=[0.5, 0.5]), "--mask_split must be three probabilities"),
+    (dict(objective="masked", mask_split=["a", "b", "c"]), "--mask_split must be three probabilities"),
+    (dict(mask_prob=0.3), "--mask_prob and --mask_split apply to --objective=masked only"),
+    (dict(mask_split=[1.0, 0.0, 0.0]), "--mask_prob and --mask_split apply to --objective=masked only"),
+    (dict(residual=False), "--residual=False with --output=trained never trains from zero"),
+    (dict(uniform_attention_steps=-1), "--uniform_attention_steps must be at least 0"),
+])
+def test_bad_objective_settings_get_one_line_and_no_output(data_dir, tmp_path, changes, message):
+    import re
+    with pytest.raises(UserError, match=re.escape(message)) as error:
+        train(config(data_dir, tmp_path / "run", **changes))
+    assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
+
+
+def test_two_gloo_processes_match_one_masked(data_dir, tmp_path):
+    """The masked loss under DDP: 2 processes of batch 4 against 1 of batch 8 (the same corruption, the
+    same mean over the global batch's selected positions)."""
+    train(config(data_dir, tmp_path / "one", batch_size=8, epochs=1, **MASKED))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "tiny_self_attn_natural.py", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'two'}",
+               "--seq_len=16", "--batch_size=4", "--epochs=1", "--lr=0.5", "--log_every=0.5", "--n_layers=1",
+               "--save_every=0.5", "--report_top=0", "--progress=False", "--device=cpu", "--seed=3",
+               "--objective=masked"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    for one, two in zip(logs_of(tmp_path / "one"), logs_of(tmp_path / "two")):
+        assert one["loss"] == pytest.approx(two["loss"], abs=1e-6)
+        assert one["layer_0_V_B_bar_Phi_bar"] == pytest.approx(two["layer_0_V_B_bar_Phi_bar"], abs=1e-6)
