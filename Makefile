@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch (a local wheel on our machines). GPU users: see README, "Installing for a GPU".
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo demo-pythia demo-seeds demo-regime demo-topics test test-slow bench venv clean
+.PHONY: demo demo-pythia demo-seeds demo-bert demo-regime demo-topics test test-slow bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,25 @@ demo-seeds: $(VENV)/.installed
 	$(PY) train_neox_checkpoints.py --seeds=1,2,3 --max_steps=512 --out_dir=out/demo_seeds/checkpoints
 	$(PY) pythia.py '--model_name=out/demo_seeds/checkpoints/seed{1..3}' --revisions=all --dataset=synthetic \
 		--n_examples=4000 --max_seq_len=64 --output_dir=out/demo_seeds/results --cache_dir=out/demo_seeds/cache
+
+# Masked-LM checkpoints (docs/theory.md §17): two seeds of a small BERT trained with the masked objective, written as
+# MultiBERTs' repository-style folders seed{S}-step_{N}; the comparison with §16's masked statistics over both seeds
+# (aggregate), both plots, the explorer and agreement (fill-in at a MASK); then BERT on LDA and the embedding measure
+demo-bert: $(VENV)/.installed
+	rm -rf out/demo_bert
+	$(PY) train_neox_checkpoints.py --architecture=bert --seeds=1,2 --max_steps=512 --out_dir=out/demo_bert/checkpoints
+	$(PY) pythia.py '--model_name=out/demo_bert/checkpoints/seed{1..2}-step_{revision}' --revisions=all \
+		--dataset=synthetic --n_examples=2000 --max_seq_len=64 --output_dir=out/demo_bert/results \
+		--cache_dir=out/demo_bert/cache
+	$(PY) pythia_per_head.py '--model_name=out/demo_bert/checkpoints/seed{1..2}-step_{revision}' --revisions=all \
+		--target_layer=0 --dataset=synthetic --n_examples=2000 --max_seq_len=64 \
+		--output_dir=out/demo_bert/results --cache_dir=out/demo_bert/cache
+	$(PY) plot_cosine_similarity.py --results_dir=out/demo_bert/results
+	$(PY) plot_per_head_similarity.py --results_dir=out/demo_bert/results
+	$(PY) train_neox_checkpoints.py --architecture=bert --dataset=lda --n_documents=2000 --max_steps=512 \
+		--out_dir=out/demo_bert/lda_checkpoints
+	$(PY) topic_embeddings.py '--model_name=out/demo_bert/lda_checkpoints/seed0-step_{revision}' \
+		--out_dir=out/demo_bert/embeddings
 
 # End of the early regime (docs/theory.md §10, §14): τ* predicted by the Taylor series of training against τ* measured
 # at three learning rates, for W_O, V, W and P, and a run to paste (times of every demo: docs/benchmarks.md §1)

@@ -12,18 +12,20 @@ Usage:
     python tiny_tokenize_natural.py                                   # roneneldan/TinyStories from the hub
     python tiny_tokenize_natural.py --data=stories.txt --out_dir=data/mine
     python tiny_tokenize_natural.py --data=synthetic --n_stories=5000 # embedded offline corpus
+    python tiny_tokenize_natural.py --data=lda:overlap=2 --n_stories=5000   # the LDA topic corpus
 --data: a hub name, a saved dataset folder, a .txt (stories separated by blank lines), .jsonl or
-.parquet file with a `text` field, or `synthetic`. Tokenising is CPU work (no torchrun needed);
+.parquet file with a `text` field, `synthetic`, or `lda` / `lda:overlap=2,alpha=0.5,…` (the generated
+topic corpus of docs/theory.md §11, offline; its settings in common/corpus/lda.py). Tokenising is CPU work (no torchrun needed);
 large corpora use --num_proc worker processes.
 Writes --out_dir/{stories/, vocabulary.json, token_frequencies.json, summary.json}.
 """
 from common.config import override
 from common.io import exit_on_user_error
 
-data = "roneneldan/TinyStories"   # hub name, local path, or 'synthetic'
+data = "roneneldan/TinyStories"   # hub name, local path, 'synthetic' or 'lda[:settings]'
 split = "train"                   # split of a hub or saved dataset
 text_field = "text"               # column / JSON field holding the story
-n_stories = 20000                 # stories generated when --data=synthetic
+n_stories = 20000                 # stories generated when --data=synthetic or lda
 max_stories = 0                   # use only the first N stories (0: all)
 vocab_size = 3000                 # most frequent non-whitespace tokens kept
 keep_unknown = False              # keep stories with rarer tokens, those becoming one <unk> (the release drops them)

@@ -52,6 +52,8 @@ class LogLines(_plain_tqdm):
 
     def display(self, msg=None, pos=None):   # (close() calls it after setting self.disable)
         text = self.__str__() if msg is None else msg
+        if self.total is None and self.n == 0:   # "0it [00:00, ?it/s]": nothing to say yet
+            return True
         if text.strip() and self.n != getattr(self, "_last_n", None):   # tqdm redisplays at close
             self._last_n = self.n
             self.fp.write(text.strip() + "\n")

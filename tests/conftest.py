@@ -97,6 +97,23 @@ def tiny_model(family, seed=0, layers=2, d=24, heads=4, kv_heads=0, scale=0.3, v
     return model.double()
 
 
+def tiny_bert(seed=0, layers=2, d=24, heads=4, scale=0.3, vocab=VOCAB):
+    """A random BERT masked LM (docs/theory.md §17) in float64, from the adapter's config, eager attention and
+    no dropout, its LayerNorm gains near 1 and every other weight (biases included) far from its default."""
+    from transformers import BertForMaskedLM
+
+    from common.checkpoints.architectures import BY_NAME
+
+    config = BY_NAME["bert"].training_config(vocab, d, layers, heads, 0, 16, 0)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    torch.manual_seed(seed)
+    model = BertForMaskedLM._from_config(config, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(1.0 if "LayerNorm" in name and name.endswith("weight") else 0.0, scale)
+    return model.double()
+
+
 # -- topic bins by brute force (the topic measures' ground truth) --
 from common.theory.topic_measures import BINS  # noqa: E402  (the bin names the measures report)
 

@@ -12,6 +12,7 @@ Nothing here can reach a hub; a failed download becomes one `UserError` line say
 path.  `datasets` is imported lazily so that modules using only tensors run where it is absent.
 """
 import json
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -31,8 +32,11 @@ def _read_utf8(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not UTF-8 text (byte {error.start}); convert it with "
-                        f"`iconv -t utf-8` first") from None
+        # iconv needs the encoding to convert from (-f); cp1252 (Windows) is the usual one of English text
+        quoted = shlex.quote(str(path))
+        raise UserError(f"{path} is not UTF-8 text (byte {error.start}); convert it first, naming its encoding "
+                        f"(`file -i {quoted}` guesses it), e.g. `iconv -f cp1252 -t utf-8 {quoted} > "
+                        f"{shlex.quote(str(path.with_suffix('.utf8' + path.suffix)))}`") from None
 
 
 def read_txt_documents(path: Path) -> list:

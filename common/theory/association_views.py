@@ -150,6 +150,10 @@ class LiftSupport:
             output = sum((_cpu(stats.bigram[s:s + ROW_CHUNK]) + frequency[s:s + ROW_CHUNK, None] / self.V).sum(0)
                          for s in range(0, stats.bigram.shape[0], ROW_CHUNK))
         self.counts = {"input": frequency * self.n, "output": (_cpu(output) * self.n).clamp_min(0)}
+        # the mean number of keys a query attends to, (len(p̄) + 1)/2: (T + 1)/2 for causal attention (p̄ has T
+        # entries), T over all positions (2T − 1): Φ̄'s co-occurrence sum, a unit per query, counted in pairs
+        position_map = getattr(stats, "position_map", None)
+        self.keys_per_query = (position_map.numel() + 1) / 2 if position_map is not None else 1.0
         self._memo = {}
 
     # -- the count matrices -----------------------------------------------------------------------
@@ -157,16 +161,10 @@ class LiftSupport:
         if name not in self._memo:
             if name == "pairs":        # c = n P̂(x=a, y=b)
                 value = self.joint() * self.n
-            elif name == "centred":    # b = n B̄
-                value = _cpu(self.stats.bigram) * self.n
-            elif name == "centred_squared":
-                value = self._matrix("centred") ** 2
-            elif name == "context":    # f = n Φ̄
-                value = _cpu(self.stats.context) * self.n
-            elif name == "context_positive":
-                value = self._matrix("context").clamp_min(0)
-            elif name == "context_squared":
-                value = self._matrix("context") ** 2
+            elif name == "pairs_squared":
+                value = self._matrix("pairs") ** 2
+            elif name == "context_positive":   # f₊ = (n Φ̄)₊ in (key, query) pairs
+                value = (_cpu(self.stats.context) * self.n).clamp_min(0) * self.keys_per_query
             else:
                 raise KeyError(name)
             self._memo[name] = value
@@ -182,8 +180,15 @@ class LiftSupport:
 
     def support(self, field: str, rows) -> torch.Tensor:
         """N [len(rows), V]: the effective number of corpus pairs entry [a, b] of statistic `field` rests on,
-        for the tokens a of `rows` (module docstring); 0 where it rests on none."""
+        for the tokens a of `rows` (module docstring); 0 where it rests on none.  The last rows asked for
+        are kept per statistic: the explorer asks for the same rows for the statistic and each weight."""
         rows = torch.as_tensor(rows, dtype=torch.long)
+        key, kept = rows.numpy().tobytes(), self._memo.setdefault("supports", {})
+        if field not in kept or kept[field][0] != key:
+            kept[field] = (key, self._support(field, rows))
+        return kept[field][1]
+
+    def _support(self, field: str, rows: torch.Tensor) -> torch.Tensor:
         if field == "bigram":
             return self._matrix("pairs")[rows]
         if field == "context":
@@ -197,14 +202,14 @@ class LiftSupport:
             inverse = torch.where((pairs > 0) & (key > 0), 1 / pairs.clamp_min(1e-300) + 1 / key.clamp_min(1e-300),
                                   torch.full_like(pairs, float("inf")))
             return 1 / inverse
-        c, b, b2 = self._matrix("pairs"), self._matrix("centred"), self._matrix("centred_squared")
-        if field == "interchangeability":    # S = Σ_i b_ij b_ij'
-            entry = b[:, rows].T @ b
-            variance = c[:, rows].T @ b2 + b2[:, rows].T @ c
-        elif field == "value_map":           # S = Σ_j f_jk b_ij
-            f = self._matrix("context")
-            entry = f[:, rows].T @ b.T
-            variance = self._matrix("context_squared")[:, rows].T @ c.T + self._matrix("context_positive")[:, rows].T @ b2.T
+        c, c2 = self._matrix("pairs"), self._matrix("pairs_squared")
+        if field == "interchangeability":    # S = Σ_i c_ij c_ij'
+            entry = c[:, rows].T @ c
+            variance = c[:, rows].T @ c2 + c2[:, rows].T @ c
+        elif field == "value_map":           # S = Σ_j f₊_jk c_ij
+            f = self._matrix("context_positive")
+            entry = f[:, rows].T @ c.T
+            variance = (f[:, rows] ** 2).T @ c.T + f[:, rows].T @ c2.T
         else:
             raise KeyError(f"no lift support for statistic {field!r}")
         return torch.where(variance > 0, entry ** 2 / variance.clamp_min(1e-300), torch.zeros_like(entry))
@@ -235,9 +240,16 @@ class LiftSupport:
         return torch.where(shown, lifted, torch.full_like(lifted, -float("inf")))
 
     def statistic_lift_lower(self, field: str, rows) -> torch.Tensor:
-        """lift⁻ of rows `rows` of the statistic `field` itself: of the pair P̂(x=a, y=b) for B̄ (module docstring)."""
-        matrix = self.joint(rows) if field == "bigram" else getattr(self.stats, field)[
-            torch.as_tensor(rows, dtype=torch.long).to(getattr(self.stats, field).device)]
+        """lift⁻ of rows `rows` of the statistic `field` itself (module docstring): of the pair P̂(x=a, y=b)
+        for B̄ and of the co-occurrence part Σ_i P̂(x=i, y=j) P̂(x=i, y=j') for Σ_B."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        if field == "bigram":
+            matrix = self.joint(rows)
+        elif field == "interchangeability":
+            joint = self._matrix("pairs") / self.n
+            matrix = joint[:, rows].T @ joint
+        else:
+            matrix = getattr(self.stats, field)[rows.to(getattr(self.stats, field).device)]
         return self.lift_lower(matrix, field, rows)
 
     def chunks(self, rows=None):

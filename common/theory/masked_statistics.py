@@ -31,6 +31,7 @@ over [0, n_words) in the coordinates of x: each id of [0, min(n_words, vocab_siz
 rest of its mass falls outside the set (for a set that relabels word ids, e.g. the top-k of BERT's
 30522, every id of the set is a word).
 """
+import warnings
 from typing import Iterable, Optional
 
 import torch
@@ -129,6 +130,11 @@ def masked_statistics(x_tilde: torch.Tensor, y: torch.Tensor, selected: torch.Te
 
 
 # -- in expectation over the corruption -----------------------------------------------------------
+def _cheapest(costs: dict) -> str:
+    """The way with the fewest (weighted) multiply-adds (the tests force each way through this)."""
+    return min(costs, key=costs.get)
+
+
 class _DiagonalPlusLowRank:
     """A = diag(δ) + U Wᵀ (U, W: V × k) with its products in O(k V²)."""
 
@@ -169,6 +175,7 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         if scheme.mask_id >= 0:
             w[scheme.mask_id] += mu
         self.w = w
+        self.distinct = torch.zeros((), dtype=torch.float64, device=self.device)
 
     def add_first_pass(self, x, y=None) -> None:
         x, _, outside = self._prepare(x, x)
@@ -180,12 +187,15 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         self.context_pairs.index_add_(0, self._pair_index(x[:, :, None].expand(-1, T, T),
                                                           x[:, None, :].expand(-1, T, T), outside),
                                       torch.ones(x.shape[0] * T * T, dtype=self.dtype, device=self.device))
+        # nnz of the sequences' histograms H (N × V, Σ h hᵀ = HᵀH): the cost of streaming G HᵀH in pass 2
+        ordered = x.sort(1).values
+        self.distinct += float((ordered[:, 1:] != ordered[:, :-1]).sum() + x.shape[0])
 
     def end_first_pass(self, all_reduce=None) -> None:
         if self.seq_len is None:
             raise ValueError("no sequences were given: the corpus is empty")
         if all_reduce is not None:
-            for t in (self.n, self.input_counts, self.context_pairs):
+            for t in (self.n, self.input_counts, self.context_pairs, self.distinct):
                 all_reduce(t)
         V, fV, T, keep = self.V, self.full_V, self.seq_len, self.keep
         n_all, pi, kappa, alpha, w = float(self.n), self.pi, self.kappa, self.alpha, self.w
@@ -205,10 +215,12 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         context.add_(cnt[:, None] * ((1 + L * pi) * w)[None, :])
         context.sub_((((alpha * T + kappa - alpha) * cnt + (1 + L * pi) * n_all * w) / fV)[None, :])
         context.div_(n_all * T)
-        self.interchangeability = bigram.transposed_left(bigram.dense()) if "interchangeability" in keep else None
+        bigram_dense = bigram.dense() if "interchangeability" in keep or "bigram" in keep else None
+        self.interchangeability = bigram.transposed_left(bigram_dense) if "interchangeability" in keep else None
         value_map_t = bigram.left(context)                           # B̄ₘΦ̄ₘ
         source_t = context.clone() if self.identity_source else bigram.transposed_left(value_map_t)  # Gᵀ
-        self.bigram = bigram.dense() if "bigram" in keep else None
+        self.bigram = bigram_dense if "bigram" in keep else None
+        del bigram_dense
         self.context = context if "context" in keep else None
         del context
         self.value_map = value_map_t.T.contiguous() if "value_map" in keep else None
@@ -222,16 +234,27 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         w_uniform = float(w @ source_uniform)
         self.omega = torch.cat([source_t @ w - w_uniform, source_t.new_full((1,), -w_uniform)])
         self.source_total = source_t.T @ residual_total              # Σ_t g_t = G Σ_t r_t
-        # −(α/T) diag(w) Σ_t g_t ĥ_tᵀ, with Σ_t g_t ĥ_tᵀ = G(Σ h hᵀ − diag(cnt)) − (T−1) ḡ cntᵀ (ĥ_t = h − e_t)
-        rows = torch.nonzero(w).view(-1)
-        G_rows = source_t.T[rows]                                    # the rows of G where w ≠ 0
-        if _uses_sparse(int(torch.count_nonzero(cooccurrence)), V, self.device):
-            product = (cooccurrence.to_sparse_csr() @ G_rows.T.contiguous()).T   # Σ h hᵀ is symmetric
+        # −(α/T) diag(w) Σ_t g_t ĥ_tᵀ, with Σ_t g_t ĥ_tᵀ = G(Σ h hᵀ − diag(cnt)) − (T−1) ḡ cntᵀ (ĥ_t = h − e_t):
+        # G Σ h hᵀ on the rows where w ≠ 0, either once with the co-occurrence counts (dense or sparse), or
+        # streamed in pass 2 as Σ_chunks (G H_cᵀ) H_c with the chunk's histograms H_c (dense or sparse), whichever
+        # costs fewer multiply-adds (the sparse ones weighed by the throughput gap of _uses_sparse)
+        self.key_rows = torch.nonzero(w).view(-1)
+        self.G_rows = source_t.T[self.key_rows]                      # the rows of G where w ≠ 0
+        n_sequences, nnz = n_all / T, int(torch.count_nonzero(cooccurrence))
+        costs = {"once": min(V * V, nnz * (16 if self.device.type == "cpu" else 256)),
+                 "stream_dense": 2 * n_sequences * V,
+                 "stream_sparse": 2 * float(self.distinct) * (16 if self.device.type == "cpu" else 256)}
+        self.key_mode = _cheapest(costs)
+        if self.key_mode == "once":
+            if _uses_sparse(nnz, V, self.device):
+                with warnings.catch_warnings():   # "sparse CSR support is in beta": the product used here is tested
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.key_product = (cooccurrence.to_sparse_csr() @ self.G_rows.T.contiguous()).T  # symmetric
+            else:
+                self.key_product = self.G_rows @ cooccurrence
         else:
-            product = G_rows @ cooccurrence
+            self.key_product = self.G_rows.new_zeros(self.G_rows.shape)
         del cooccurrence
-        product.sub_(G_rows * cnt[None, :]).sub_(L * source_uniform[rows][:, None] * cnt[None, :])
-        self.key_product = (rows, product.mul_(-(alpha / T) * w[rows][:, None]))
         self.cnt = cnt
         self.attention_sum = self._flat_pairs()                      # pair scatter at (x_t, x_s)
         self.key_sum = torch.zeros(V + 1, dtype=self.dtype, device=self.device)     # ⊗ w on the left
@@ -245,7 +268,7 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         if self.attention_source is None:
             raise RuntimeError("call end_first_pass() before the second pass")
         x, _, outside = self._prepare(x, x)
-        N, T = x.shape
+        (N, T), V = x.shape, self.V
         pi, kappa, alpha, L = self.pi, self.kappa, self.alpha, T - 1
         self.n_second += x.numel()
         queries, keys = x[:, :, None].expand(-1, T, T), x[:, None, :].expand(-1, T, T)
@@ -279,11 +302,24 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         self.query_sum.index_add_(0, query_tokens, (kappa * b - (kappa * L * pi / T) * own).view(-1))
         self.diagonal_sum.index_add_(0, query_tokens, (kappa * ((1.0 - 1.0 / T) * own - s / T)).view(-1))
         self.scalar_sums += torch.stack([b.sum(), s.sum()])
+        if self.key_mode != "once":                                  # Σ_i (G h_i) h_iᵀ over this chunk
+            H = torch.zeros(N, V + 1, dtype=self.dtype, device=self.device)
+            H.view(-1).index_add_(0, (torch.arange(N, device=self.device)[:, None] * (V + 1)
+                                      + query_tokens.view(N, T)).view(-1),
+                                  torch.ones(N * T, dtype=self.dtype, device=self.device))
+            H = H[:, :-1]
+            if self.key_mode == "stream_dense":
+                self.key_product.addmm_((H @ self.G_rows.T).T, H)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    Y = H.to_sparse_csr() @ self.G_rows.T.contiguous()
+                    self.key_product.add_((H.T.to_sparse_csr() @ Y).T)
 
     def finish(self, all_reduce=None) -> CorpusStatistics:
         if all_reduce is not None:
             for t in (self.n_second, self.attention_sum, self.key_sum, self.query_sum, self.diagonal_sum,
-                      self.scalar_sums, self.position_sum):
+                      self.scalar_sums, self.position_sum) + ((self.key_product,) if self.key_mode != "once" else ()):
                 all_reduce(t)
         if float(self.n_second) != float(self.n):
             raise RuntimeError(f"the two passes saw different data ({int(self.n)} vs {int(self.n_second)} positions)")
@@ -300,8 +336,9 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         Q.add_(w[:, None] * (self.key_sum[:-1] + (L * pi * (1.0 - 1.0 / T)) * g_total * w + total_b * w)[None, :])
         Q.sub_(((L * pi / T) * w * g_total)[:, None] * w[None, :])
         Q.diagonal().add_(self.diagonal_sum[:-1] + (1.0 - 1.0 / T) * w * g_total - (total_s / T) * w)
-        rows, product = self.key_product
-        Q.index_add_(0, rows, product)
+        rows, product = self.key_rows, self.key_product
+        product.sub_(self.G_rows * cnt[None, :]).sub_(L * self.source_uniform[rows][:, None] * cnt[None, :])
+        Q.index_add_(0, rows, product.mul_(-(self.alpha / T) * w[rows][:, None]))
         scale = 1.0 / (T * n_all)                                    # (π/T) / E[n], E[n] = π NT
         Q.mul_(scale)
         kept = lambda name, value: value if name in self.keep else None

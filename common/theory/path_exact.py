@@ -41,6 +41,7 @@ from typing import Iterable
 
 import torch
 
+from common.theory.model import position_bias_size
 from common.theory.statistics import AllReduce, LowerTriangle, attention_scores_gradient
 from common.theory.weight_kinds import VARIANTS
 
@@ -84,11 +85,11 @@ class PathExactTracker:
         zeros = lambda *shape: torch.zeros(*shape, dtype=dtype, device=self.device)
         self.tri = attention_pairs(seq_len, self.causal, self.device, dtype)
         self.pair_flat = self.tri.rows * seq_len + self.tri.cols          # (t, s) in a flattened [T, T]
-        self.n_positions = seq_len if self.causal else 2 * seq_len - 1   # entries of P
+        self.position_entries = position_bias_size(seq_len, self.causal)   # entries of P
         # W_O is kept transposed ([V_out, V_in]) so that R_t = W_Oᵀ[y_t] − … is a row gather; the identity
         # variant holds it at I (then R_t = r_t), never updated
         self.output_t = zeros(V, V) if variant == "residual" else torch.eye(V, dtype=dtype, device=self.device)
-        self.value, self.attention, self.position = zeros(V, V), zeros(V, V), zeros(self.n_positions)
+        self.value, self.attention, self.position = zeros(V, V), zeros(V, V), zeros(self.position_entries)
         self.steps = torch.zeros((), dtype=torch.long, device=self.device)
         self._reset_sums()
 
@@ -98,7 +99,7 @@ class PathExactTracker:
         self.pair_sum_t = zeros(V * V)       # (y_t, x_t) counts: B̄ᵀ's pair part
         self.input_sum = zeros(V)            # x_t counts: B̄ᵀ's uniform part
         self.value_sum, self.attention_sum = zeros(V, V), zeros(V * V)
-        self.position_sum = zeros(self.n_positions)
+        self.position_sum = zeros(self.position_entries)
 
     # -- one optimiser step ----------------------------------------------------------------------
     @torch.no_grad()

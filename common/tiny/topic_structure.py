@@ -211,11 +211,16 @@ def plot_topic_structure(result: dict, panels: list, starts: list, stem) -> list
         ax.set(title=title, xticks=[], yticks=[], xlabel="tokens by topic")
         fig.colorbar(image, ax=ax, shrink=0.8)
     causal = result.get("causal_attention", True)
-    lines = [(f"attention A[t,s], {'s<t' if causal else 'every s'} (held-out)", "attention_layer_{l}", None, "leading"),
-             ("V rows: cosine", "V_layer_{l}_cosine", "value_map_cosine", None),
+    value_rows = "context_transpose" if "context_transpose_cosine" in theory else "value_map"   # V's statistic
+    attention_panel(axes[1][0], result, layers, f"attention, {'keys s<t' if causal else 'every key s'} (held-out)")
+    lines = [("V rows: cosine", "V_layer_{l}_cosine", f"{value_rows}_cosine", None),
              ("W_O rows: cosine", "W_O_cosine", "bigram_cosine", None),
              ("W entries (symlog)", "W_layer_{l}", None, "leading_once")]   # the prediction is one for every layer
-    for ax, (title, key, statistic, closed) in zip(axes[1], lines):
+    for ax, (title, key, statistic, closed) in zip(axes[1][1:], lines):
+        if all(key.format(l=0) not in entry for entry in trained):   # W_O frozen to the identity
+            ax.text(0.5, 0.5, f"{title.split()[0]}: not trained in this model", ha="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
         for l in (layers if "{l}" in key else [None]):
             name = key.format(l=l)
             color = colors[(l or 0) % len(colors)]
@@ -241,6 +246,24 @@ def plot_topic_structure(result: dict, panels: list, starts: list, stem) -> list
                   f"overlap {lda['overlap']})" if lda else ""))
     fig.tight_layout()
     return save_figure(fig, stem)
+
+
+def attention_panel(ax, result: dict, layers: list, title: str) -> None:
+    """Mean attention over same-topic (solid) and different-topic (dashed) pairs per layer over training,
+    the leading-term model's same-topic mean (dotted) where it exists."""
+    trained, leading = result["trained"], result["leading_terms"]
+    steps = [entry["step"] for entry in trained]
+    for l in layers:
+        key, color = f"attention_layer_{l}", f"C{l % 10}"
+        ax.plot(steps, [e[key]["same_topic"] for e in trained], color=color, marker=".", label=f"layer {l}: same topic")
+        ax.plot(steps, [e[key]["different_topic"] for e in trained], color=color, linestyle="--",
+                label=f"layer {l}: different topic")
+        if leading:
+            ax.plot(steps, [e[key]["same_topic"] for e in leading], color=color, linestyle=":",
+                    label=f"layer {l}: leading terms, same topic")
+    ax.set(title=title, xlabel="step", ylabel="mean attention weight", xscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
 
 
 def summary_lines(result: dict) -> list:

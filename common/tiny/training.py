@@ -311,15 +311,46 @@ def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc:
 
 
 # -- the run -----------------------------------------------------------------------------------
-class InterruptFlag:
-    """Within the block, Ctrl-C (SIGINT) sets `raised` instead of raising mid-step, so the loop can
-    finish the step it is in and save a checkpoint that a resumed run continues exactly."""
+# A run whose schedule ends far before the early regime could end learns nothing visible, however long
+# it takes (docs/pipelines.md §2).  W_O's leading term τB̄ (docs/theory.md §3) moves the logit of b after a
+# by τ·B̄[a, b]; the output softmax leaves uniform, the loss starts to fall and the next-order terms start
+# to count (the end of the early regime, §10) as the largest of those changes, τ·max|B̄|, nears one nat,
+# at τ₁ = 1/max|B̄|.  On the demo corpus τ₁ = 47, and the early regime was measured to end at τ ≈ 15–33,
+# 0.3–0.7 τ₁ (docs/theory.md §10).  A run whose τ = ηs ends below this fraction of τ₁ — no logit moved
+# by a tenth of a nat — therefore stops far before it, and the trainer says so before training.
+TAU_WARNING_FRACTION = 0.1
 
-    def __init__(self):
+
+class StepAbandoned(BaseException):
+    """Ctrl-C arrived during a step's forward and backward passes: the step is dropped (a BaseException,
+    as KeyboardInterrupt, so that no `except Exception` swallows it)."""
+
+
+class InterruptFlag:
+    """Within the block, Ctrl-C (SIGINT) stops the run within about a second, leaving a state that a
+    resumed run continues exactly.  While `abandonable` (a step's data, forward and backward passes, in
+    one process) the handler raises StepAbandoned: the optimiser has not changed a weight yet, so the
+    model is still that of the last completed step, and the step is simply not taken.  The optimiser's
+    update closes that window (`close`, a step pre-hook); from there Ctrl-C only sets `raised` and the
+    loop stops after the step it is in (the update, the path-exact tracker's update, a due log point and
+    checkpoint).  Under torchrun the ranks always finish the step and agree to stop: one rank abandoning
+    a step would leave the others waiting in its all-reduce."""
+
+    def __init__(self, abandon: bool = True):
         self.raised, self._previous = False, None
+        self.abandon, self.abandonable = abandon, False
+
+    def open(self) -> None:
+        self.abandonable = self.abandon
+
+    def close(self, *hook_arguments) -> None:
+        self.abandonable = False
 
     def _handler(self, signum, frame):
         self.raised = True
+        if self.abandonable:
+            self.abandonable = False
+            raise StepAbandoned
 
     def __enter__(self):
         import signal
@@ -391,7 +422,9 @@ class Trainer:
         self.recorded_data_dir = str(cfg.data_dir)   # what checkpoints record (a caller may name the final folder)
         self._prepare_out_dir()
         self.model.to(self.proc.device)
+        started = time.perf_counter()
         self.stats = statistics_of(self.tokens, cfg, len(self.vocabulary), self.proc)
+        self.stats_seconds = time.perf_counter() - started   # reported with the plan (`run`)
         self.optimizer = make_optimizer(cfg, self.model)
         load_optimizer_tensors(self.model, self.optimizer, self._optimizer_state)
         self.ddp = None
@@ -511,15 +544,21 @@ class Trainer:
             return []
         return [p for layer in self.model.layers for p in (layer.W, layer.P)]
 
+    def log_values(self) -> dict:
+        """A log entry's cosines and relative errors at the current step (computing them changes nothing)."""
+        values = {}
+        if self.theory:
+            values.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step))
+        if self.tracker is not None:
+            values.update(path_entry(self.model, self.tracker.predictions()))
+        return values
+
     def log_point(self) -> dict:
         entry = {"epoch": self.step / self.steps_per_epoch, "step": self.step,
                  "loss": self.loss_sum / max(self.loss_count, 1), "lr": self.cfg.lr}
         if self.masked and self.loss_count == 0:   # every step since the last entry selected no position
             entry["loss"] = None
-        if self.theory:
-            entry.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step))
-        if self.tracker is not None:
-            entry.update(path_entry(self.model, self.tracker.predictions()))
+        entry.update(self.log_values())
         self.logs.append(entry)
         if self.step in self.log_steps:  # an off-schedule last entry leaves the running mean to the next one
             self.loss_sum, self.loss_count = 0.0, 0
@@ -550,6 +589,7 @@ class Trainer:
         cfg, proc = self.cfg, self.proc
         log_steps = self.log_steps | {self.stop_step}
         save_steps = event_steps(cfg.save_every, self.steps_per_epoch, self.total_steps) | {self.stop_step}
+        existed = self.out_dir.exists()   # a fresh run that fails removes what it wrote (`_discard_outputs`)
         if proc.main:
             write_json(self.out_dir / "config.json", dict(asdict(cfg), **self.run_meta, world_size=proc.world,
                                                           total_steps=self.total_steps,
@@ -557,21 +597,47 @@ class Trainer:
             self.log(self.plan())
             for note in self.notes:
                 self.log(f"note: {note}")
+            counted = min(cfg.stats_sequences or len(self.tokens), len(self.tokens))
+            self.log(f"the corpus statistics of {_count(counted, 'sequence')} took {_duration(self.stats_seconds)}")
+            warning = self.tau_warning()
+            if warning:
+                self.log(f"warning: {warning}")
         model = self.ddp or self.model
         no_sync = self.ddp.no_sync if self.ddp is not None else None
         bar = progress_bar(total=self.stop_step, initial=self.step, desc="training", disable=not (cfg.progress and proc.main),
                    dynamic_ncols=True)
-        interrupt = InterruptFlag()
+        interrupt = InterruptFlag(abandon=proc.world == 1)
+        closing = self.optimizer.register_step_pre_hook(interrupt.close)   # the update ends the abandonable part
         with interrupt:
-            self._train_until_stop(model, no_sync, log_steps, save_steps, bar, interrupt)
+            try:
+                self._train_until_stop(model, no_sync, log_steps, save_steps, bar, interrupt)
+            except StepAbandoned:   # the weights, the tracker and the step count are the last completed step's
+                pass
+            except UserError as error:   # a diverging loss: no partial run left behind to be resumed
+                if cfg.resume:
+                    raise
+                if proc.main:
+                    self._discard_outputs(existed)
+                raise UserError(f"{error} (nothing of this run was kept in {self.out_dir})") from None
+        closing.remove()
         bar.close()
         if interrupt.raised and self.step < self.stop_step:
             if proc.main:
                 path = self.save_checkpoint()
                 self.log(f"interrupted at step {self.step}; checkpoint {path} saved. Continue the run with:\n"
-                         f"  {resume_command(self.out_dir)}")
+                         f"  {resume_command(self.out_dir, cfg)}")
             raise SystemExit(130)
         return self._finish()
+
+    def _discard_outputs(self, keep_folder: bool) -> None:
+        """Remove what this fresh run wrote (its config, log and checkpoints; the folder too when the run
+        created it)."""
+        import shutil
+        for name in ("config.json", LOG_FILE):
+            (self.out_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(self.out_dir / CHECKPOINT_DIR, ignore_errors=True)
+        if not keep_folder and self.out_dir.exists() and not any(self.out_dir.iterdir()):
+            self.out_dir.rmdir()
 
     def plan(self) -> str:
         """The run in one line: sequences, batch, steps, τ = ηs at the end."""
@@ -582,6 +648,38 @@ class Trainer:
                 f"{self.stop_step:,} steps (τ = {cfg.lr * self.stop_step:g})"
                 + (f", resuming at step {self.step:,}" if self.step else ""))
 
+    def estimate(self, step_seconds: float, log_steps: set) -> str:
+        """The time the rest of the run takes, said after its first step: the steps left at that step's
+        time plus the log points left at the time of one log point's computation, timed here (its values
+        are not recorded).  The corpus statistics, before the first step, were reported with the plan."""
+        started = time.perf_counter()
+        self.log_values()
+        log_seconds = time.perf_counter() - started
+        steps_left = self.stop_step - self.step
+        logs_left = sum(1 for s in log_steps if self.step <= s <= self.stop_step)
+        return (f"one step took {step_seconds:.2f} s and a log point {log_seconds:.2f} s; the "
+                f"{_count(steps_left, 'step')} and {_count(logs_left, 'log point')} left take about "
+                f"{_duration(step_seconds * steps_left + log_seconds * logs_left)}")
+
+    def tau_warning(self):
+        """The warning for a run whose schedule ends far before the early regime could end (None when it
+        does not, or when the run is not plain SGD on a model with a trained W_O): see TAU_WARNING_FRACTION."""
+        cfg = self.cfg
+        if not (self.theory and cfg.optimizer == "sgd" and cfg.output == "trained") or self.stats.bigram is None:
+            return None
+        largest, tau = float(self.stats.bigram.abs().max()), cfg.lr * self.total_steps
+        if largest == 0 or tau * largest >= TAU_WARNING_FRACTION:
+            return None
+        tau_one = 1 / largest
+        suggested = float(f"{tau_one / 2:.2g}")
+        return (f"the run ends at τ = ηs = {tau:g}, far before its early regime could end: W_O's leading term τB̄ "
+                f"moves no logit by more than τ·max|B̄| = {tau * largest:.2g} nat, so the loss stays near ln V = "
+                f"{math.log(len(self.vocabulary)):.2f}. A logit moves by one nat at τ = 1/max|B̄| = {tau_one:.3g}: "
+                f"train to about half that, --tau={suggested:g} ({_count(math.ceil(suggested / cfg.lr - 1e-9), 'step')} "
+                f"at --lr={cfg.lr:g}; --lr={suggested / self.total_steps:.2g} reaches it in the planned "
+                f"{_count(self.total_steps, 'step')}); tiny_regime.py predicts where this corpus's early regime "
+                f"ends (docs/pipelines.md §10)")
+
     def _train_until_stop(self, model, no_sync, log_steps, save_steps, bar, interrupt) -> None:
         cfg, proc = self.cfg, self.proc
         order, order_epoch, timing = None, None, None
@@ -591,6 +689,7 @@ class Trainer:
                 order, order_epoch = epoch_order(len(self.tokens), cfg.seed, epoch), epoch
             frozen, n_selected = self.frozen(), None
             started = time.perf_counter()
+            interrupt.open()   # Ctrl-C from here until the optimiser's update abandons the step (InterruptFlag)
             if self.masked:   # the corruption drawn for this step (global_batch_corruption)
                 batches, n_selected = self.masked_micro_batches(order, epoch, k)
                 loss = masked_step(model, self.optimizer, batches, n_selected, proc.world, no_sync, frozen)
@@ -612,9 +711,7 @@ class Trainer:
             self.step += 1
             if timing is None:   # the first step of this process: the estimate the user plans with
                 timing = time.perf_counter() - started
-                left = self.stop_step - self.step
-                self.log(f"one step took {timing:.2f} s; the {left:,} steps left take about "
-                         f"{_duration(timing * left)} (plus log points)")
+                self.log(self.estimate(timing, log_steps))
             if n_selected != 0:   # a masked step that selected no position has no loss to average
                 self.loss_sum, self.loss_count = self.loss_sum + loss, self.loss_count + 1
             bar.update(1)
@@ -645,16 +742,30 @@ class Trainer:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def resume_command(out_dir) -> str:
-    """The command that continues the run in `out_dir` (its script and its folder; the rest comes
-    from the run's config.json)."""
+def _count(n: int, noun: str) -> str:
+    """'1 step', '600 steps'."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def resume_command(out_dir, cfg: TrainConfig = None) -> str:
+    """The command that continues the run in `out_dir`: its script and its folder (the trajectory's
+    settings come from the run's config.json), and the settings of the interrupted invocation that
+    config.json does not carry over (PER_INVOCATION) where they differ from the defaults — above all
+    --max_steps, without which the continued run would train on to the end of the schedule."""
     import shlex
     import sys
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "tiny_self_attn_natural.py"
-    return f"python {script} --out_dir={shlex.quote(str(out_dir))} --resume=True"
+    command = f"python {script} --out_dir={shlex.quote(str(out_dir))} --resume=True"
+    defaults = TrainConfig.from_settings({})
+    for name in ("max_steps", "device", "progress"):
+        if cfg is not None and getattr(cfg, name) != getattr(defaults, name):
+            command += f" --{name}={shlex.quote(str(getattr(cfg, name)))}"
+    return command
 
 
 def check_resumable(out_dir) -> None:
@@ -667,9 +778,11 @@ def check_resumable(out_dir) -> None:
 
 
 def too_few_sequences(n: int, cfg: TrainConfig, world: int) -> str:
-    """The error for a data set smaller than one global batch, naming every lever in order of effect,
-    with the count each would give where it can be computed from the story lengths (read here, on the
-    error path only, not at every start)."""
+    """The error for a data set smaller than one global batch, naming the levers that give more
+    sequences per batch in order of effect (only those: a shorter T that still gives no more sequences,
+    or a larger vocabulary when every story is kept already, is left out), with the count each would
+    give where it can be computed from the story lengths (read here, on the error path only, not at
+    every start) or the tokenizer's summary."""
     from common.corpus.tokenize import load_stories, sequence_counts, sequences_at_other_vocab_sizes, story_lengths
     lengths = story_lengths(load_stories(cfg.data_dir)[0])
     batch = cfg.batch_size * cfg.grad_accum * world
@@ -677,20 +790,29 @@ def too_few_sequences(n: int, cfg: TrainConfig, world: int) -> str:
     counts = sequence_counts(lengths, shorter, cfg.windows)
     levers = []
     for t in shorter:
-        levers.append(f"--seq_len={t} ({counts[t]:,} sequences)")
-        if counts[t] >= batch:
-            break
+        if counts[t] > n:
+            levers.append(f"--seq_len={t} ({_count(counts[t], 'sequence')})")
+            if counts[t] >= batch:
+                break
     if not cfg.windows:
         windows = sequence_counts(lengths, cfg.seq_len, True)[cfg.seq_len]
-        levers.append(f"--windows=True ({windows:,} at --seq_len={cfg.seq_len})")
-    # the tokenizer counted the sequences other vocabulary sizes would give (summary.json)
+        if windows > n:
+            levers.append(f"--windows=True ({windows:,} at --seq_len={cfg.seq_len})")
+    # a larger vocabulary keeps more stories under the natural tokenizer's drop rule only (not with
+    # --keep_unknown=True, which keeps them all, nor with BPE); summary.json counted the sequences
+    # other vocabulary sizes would give at the tokenizer's --seq_len
     summary_path = Path(cfg.data_dir) / "summary.json"
     summary = read_json(summary_path, "tokenizer summary") if summary_path.exists() else {}
     larger = {v: count for v, count in sequences_at_other_vocab_sizes(summary, cfg.seq_len, cfg.windows).items()
               if count > n}
-    levers.append("a larger --vocab_size in the tokenizer (keeps more stories"
-                  + (": " + ", ".join(f"--vocab_size={v} gives {count:,}" for v, count in sorted(larger.items()))
-                     if larger else "") + ")")
+    if larger:
+        levers.append("a larger --vocab_size in the tokenizer (keeps more stories: "
+                      + ", ".join(f"--vocab_size={v} gives {count:,}" for v, count in sorted(larger.items())) + ")")
+    elif (summary.get("tokenizer") == "natural" and not summary.get("unknown_token")
+          and summary.get("stories_kept", 0) < summary.get("stories_in", 0)
+          and summary.get("seq_len") != cfg.seq_len):   # not counted at this T: it may help
+        levers.append(f"a larger --vocab_size in the tokenizer (it dropped {summary['stories_in'] - summary['stories_kept']:,} "
+                      f"of {summary['stories_in']:,} stories for a rarer token)")
     levers.append(f"--batch_size={max(1, n // (cfg.grad_accum * world))} or lower" if n >= cfg.grad_accum * world
                   else "a smaller --batch_size")
     return (f"{n} training sequences are fewer than one global batch ({cfg.batch_size} × {cfg.grad_accum} "

@@ -238,3 +238,56 @@ def test_every_family_trains_under_its_revision_naming_and_others_are_refused():
     with pytest.raises(UserError, match="'bert' model; supported families: .*Llama.*OLMo v1.*OLMo-2") as error:
         architecture_for(BertConfig())
     assert "\n" not in str(error.value)
+
+
+# -- BERT (docs/theory.md §17): post-LN, no norm before attention, q/k/v biases ------------------------------
+def test_bert_query_key_vectors_and_representations_are_the_modules_own(monkeypatch):
+    from conftest import tiny_bert
+
+    module = importlib.import_module("transformers.models.bert.modeling_bert")
+    original, seen = module.eager_attention_forward, {}
+
+    def spy(attention, query, key, value, *args, **kwargs):
+        seen[attention] = (query.detach().clone(), key.detach().clone())
+        return original(attention, query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(module, "eager_attention_forward", spy)
+    model = tiny_bert()
+    architecture = architecture_for(model.config)
+    assert architecture.family == "BERT" and architecture.objective == "masked" and not architecture.centre
+    ids = torch.arange(VOCAB)
+    reps = single_token_representations(model, ids, batch_size=17)
+    with torch.no_grad():
+        hidden = model.bert(ids.view(-1, 1), output_hidden_states=True).hidden_states
+    embeddings = model.bert.embeddings
+    with torch.no_grad():   # H_pre of layer 0 by hand: LN(word + position 0 + token type 0)
+        h0 = embeddings.LayerNorm(embeddings.word_embeddings.weight + embeddings.position_embeddings.weight[0]
+                                  + embeddings.token_type_embeddings.weight[0])
+    assert torch.allclose(reps.embedding.double(), h0, atol=1e-5 * h0.abs().max())
+    for index, layer in enumerate(architecture.layers(model)):
+        h_pre = reps.pre(index).double()
+        assert torch.allclose(h_pre, hidden[index][:, 0], atol=1e-5 * h_pre.abs().max())
+        with torch.no_grad():   # one token: attention returns its own value; post-LN: H_mid = LN(H_pre + W_O v + b)
+            attention = layer.attention
+            mid = attention.output.LayerNorm(attention.output.dense(attention.self.value(h_pre)) + h_pre)
+            post = layer.output.LayerNorm(layer.output.dense(layer.intermediate(mid)) + mid)
+        assert torch.allclose(reps.mid[index].double(), mid, atol=1e-5 * mid.abs().max()), index
+        assert torch.allclose(reps.post[index].double(), post, atol=1e-5 * post.abs().max()), index
+        # the module's own q, k (no norm before attention: σ = 1, H̃ = H_pre), biases included
+        vectors = architecture.query_key_vectors(model, index, h_pre)
+        query, key = (t[:, :, 0].transpose(0, 1) for t in seen[attention.self])
+        assert torch.allclose(vectors.queries, query, atol=1e-5 * query.abs().max(), rtol=0), index
+        assert torch.allclose(vectors.keys, key, atol=1e-5 * key.abs().max(), rtol=0), index
+        # without biases: the bilinear form H M Hᵀ of the raw projections (nothing folded, nothing centred)
+        weights = architecture.folded_query_key(model, index)
+        plain = architecture.query_key_vectors(model, index, h_pre, biases=False)
+        W_Q, W_K = attention.self.query.weight.double(), attention.self.key.weight.double()
+        size = W_Q.shape[0] // 4
+        for head in range(4):
+            rows = slice(head * size, (head + 1) * size)
+            expected = (h_pre @ W_Q[rows].T) @ (h_pre @ W_K[rows].T).T
+            q, k = plain.head(head)
+            assert torch.allclose(q @ k.T, expected, atol=1e-12 * expected.abs().max())
+            assert torch.allclose(h_pre @ weights.head_matrix(head) @ h_pre.T, expected, atol=1e-10)
+        assert not torch.allclose(vectors.mean()[0] @ vectors.mean()[1].T, plain.mean()[0] @ plain.mean()[1].T,
+                                  atol=1e-3)   # the biases change the scores

@@ -74,3 +74,17 @@ def test_pythia_published_steps():
     for name in ("step3", "step1500", "step144000", "checkpoint-0"):
         with pytest.raises(UserError, match="Pythia checkpoints exist at"):
             check_published_pythia_step(name)
+
+
+def test_repository_revisions_of_masked_lm_suites_are_ordered_by_step():
+    # MultiBERTs' -step_{N}k repositories (N thousand steps) and train_neox_checkpoints.py's -step_{N} folders
+    assert revision_step("20k") == 20_000 and revision_step("2000k") == 2_000_000 and revision_step("512") == 512
+    assert parse_revision("0k")[1].template == "{N}k" and parse_revision("7")[1].template == "{N}"
+    assert sort_revisions(["200k", "0k", "1000k", "20k", "100k"]) == ["0k", "20k", "100k", "200k", "1000k"]
+    assert sort_revisions(["16", "2", "1000", "0"]) == ["0", "2", "16", "1000"]
+    available = ["0k", "20k", "40k", "100k", "2000k"]
+    assert select_revisions("0k..40k", available, "here") == ["0k", "20k", "40k"]
+    assert select_revisions("all", available, "here") == ["0k", "20k", "40k", "100k", "2000k"]
+    assert select_revisions("2000k,0k", available, "here") == ["0k", "2000k"]
+    with pytest.raises(UserError, match="'60k' not found"):
+        select_revisions("60k", available, "here")

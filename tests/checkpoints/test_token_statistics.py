@@ -86,3 +86,89 @@ def test_cache_is_keyed_and_reused(tmp_path):
         load_or_compute_statistics(**dict(args, top_tokens=7))
     with pytest.raises(UserError, match="do not match"):
         load_or_compute_statistics(**dict(args, full_vocab_size=3))
+
+
+# -- masked LMs (docs/theory.md §16, §17): the masked statistics of a checkpoint's own tokenisation -----------
+class MaskedWordTokenizer(WordTokenizer):
+    """A BERT-like stand-in: its template adds [CLS] (id 6) unless add_special_tokens=False; [MASK] is id 5."""
+    mask_token_id = 5
+
+    def __call__(self, texts, add_special_tokens=True):
+        ids = super().__call__(texts)["input_ids"]
+        return {"input_ids": [[6] * add_special_tokens + i for i in ids]}
+
+
+def brute_force_masked(sequences, token_ids, V, mask_prob=0.15, split=(0.8, 0.1, 0.1)):
+    """E over every corruption of every position (selected or not; MASK, own word, or each random word of
+    [0, V)) of the raw sums of docs/theory.md §16, divided by E[n] = πNT; Q̄ₘ, p̄ₘ with the fixed G."""
+    import itertools
+
+    K, (N, T) = len(token_ids), sequences.shape
+    index = {int(t): i for i, t in enumerate(token_ids)}
+    one_hot = lambda i: torch.nn.functional.one_hot(torch.tensor(index[i]), K).double() if i in index else \
+        torch.zeros(K, dtype=torch.float64)
+    mu, kappa, rho = split
+    choices = lambda x: ([(False, x, 1 - mask_prob), (True, 5, mask_prob * mu), (True, x, mask_prob * kappa)]
+                         + [(True, w, mask_prob * rho / V) for w in range(V)])
+    outcomes = []   # (probability, x̃, selected, clean) over every document and corruption
+    for seq in sequences.tolist():
+        for draw in itertools.product(*(choices(x) for x in seq)):
+            p = 1.0
+            for _, _, q in draw:
+                p *= q
+            outcomes.append((p, [d[1] for d in draw], [d[0] for d in draw], seq))
+    n = mask_prob * N * T
+    B, Phi = torch.zeros(K, K, dtype=torch.float64), torch.zeros(K, K, dtype=torch.float64)
+    for p, shown, selected, clean in outcomes:
+        a_bar = sum(one_hot(s) for s in shown) / T
+        for t in range(T):
+            if selected[t]:
+                r = one_hot(clean[t]) - 1 / V
+                B += p * torch.outer(one_hot(shown[t]), r)
+                Phi += p * torch.outer(r, a_bar)
+    B, Phi = B / n, Phi / n
+    value_map = (B @ Phi).T
+    G = value_map @ B
+    Q, P = torch.zeros(K, K, dtype=torch.float64), torch.zeros(2 * T - 1, dtype=torch.float64)
+    for p, shown, selected, clean in outcomes:
+        for t in range(T):
+            if selected[t]:
+                r = one_hot(clean[t]) - 1 / V
+                M = torch.stack([one_hot(s) @ G @ r for s in shown])
+                dS = (M - M.mean()) / T
+                for s in range(T):
+                    Q += p * dS[s] * torch.outer(one_hot(shown[t]), one_hot(shown[s]))
+                    P[t - s + T - 1] += p * dS[s]
+    return {"value_map": value_map, "context": Phi, "attention_map": Q / n, "position_map": P / n}
+
+
+@pytest.mark.parametrize("top_tokens", [None, 3])
+def test_masked_statistics_of_a_checkpoint_equal_the_brute_force_expectation(tmp_path, top_tokens):
+    # V = 7 ids (words 0 … 4, [MASK] 5, [CLS] 6); T = 3; K the whole vocabulary ([MASK] inside) or the top 3
+    tokenizer = MaskedWordTokenizer(["a", "b", "c", "d", "e"])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a b a d\n\nc a e\n\nb\n")      # the third document is shorter than T and is dropped
+    got = load_or_compute_statistics(tokenizer, dataset=str(corpus), n_examples=10, seq_len=3,
+                                     top_tokens=top_tokens, full_vocab_size=7, cache_dir=tmp_path / "cache",
+                                     log=lambda m: None, objective="masked", context=True)
+    sequences = torch.tensor([[0, 1, 0], [2, 0, 4]])   # first T tokens, no [CLS]
+    token_ids = select_token_set(sequences, top_tokens, 7)
+    assert torch.equal(got["token_ids"], token_ids) and got["n_documents"] == 2
+    assert torch.equal(got["input_counts"], torch.bincount(map_to_token_set(sequences, token_ids, 7).flatten()[
+        map_to_token_set(sequences, token_ids, 7).flatten() >= 0], minlength=len(token_ids)))
+    expected = brute_force_masked(sequences, token_ids, 7)
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, rtol=1e-10, atol=1e-15), (name, top_tokens)
+    # the causal statistics of the same corpus are another cache entry, with other numbers
+    causal = load_or_compute_statistics(tokenizer, dataset=str(corpus), n_examples=10, seq_len=2,
+                                        top_tokens=top_tokens, full_vocab_size=7, cache_dir=tmp_path / "cache",
+                                        log=lambda m: None)
+    assert causal["cache_key"] != got["cache_key"] and "context" not in causal
+
+
+def test_masked_statistics_need_a_mask_token(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a b a d\n")
+    with pytest.raises(UserError, match="no mask token"):
+        load_or_compute_statistics(WordTokenizer(["a", "b", "d"]), dataset=str(corpus), n_examples=1, seq_len=3,
+                                   top_tokens=None, full_vocab_size=3, cache_dir=tmp_path, objective="masked")

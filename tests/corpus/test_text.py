@@ -1,4 +1,6 @@
 import json
+import shutil
+import subprocess
 
 import pytest
 
@@ -48,3 +50,18 @@ def test_failed_download_is_one_clear_error(monkeypatch):
         load_text_dataset("roneneldan/TinyStories")
     with pytest.raises(UserError, match="'Skylion007/openwebtext' is not a local path"):
         load_text_dataset("openwebtext", streaming=True)
+
+
+@pytest.mark.skipif(shutil.which("iconv") is None, reason="no iconv on this machine")
+def test_the_printed_iconv_command_converts_the_file(tmp_path):
+    """The non-UTF-8 hint is a command that works as printed (iconv needs -f, the encoding to convert from)."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes("Caf\u00e9 au lait \u2014 na\u00efve.\n\nA second story.".encode("cp1252"))
+    with pytest.raises(UserError, match="not UTF-8") as error:
+        load_text_dataset(str(path))
+    command = str(error.value).split("e.g. `")[1].rstrip("`")
+    assert command.startswith("iconv -f cp1252 -t utf-8 ")
+    subprocess.run(command, shell=True, check=True, cwd=tmp_path)
+    converted = tmp_path / "notes.utf8.txt"
+    assert list(iter_texts(load_text_dataset(str(converted)))) == ["Caf\u00e9 au lait \u2014 na\u00efve.",
+                                                                   "A second story."]

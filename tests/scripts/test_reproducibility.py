@@ -41,9 +41,9 @@ def run_to_end(data, out, *extra):
     return done
 
 
-def stop_after_first_checkpoint(data, out, sig):
+def stop_after_first_checkpoint(data, out, sig, *extra):
     """Start a run and send `sig` as soon as its first checkpoint is in place."""
-    process = subprocess.Popen(train_command(data, out), cwd=ROOT, stdout=subprocess.PIPE,
+    process = subprocess.Popen(train_command(data, out, *extra), cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=default_threads_env())
     deadline = time.time() + 600
     while not list((out / "checkpoints").glob("step_*.safetensors")):
@@ -101,3 +101,22 @@ def test_an_explicit_setting_that_disagrees_with_the_run_is_refused(data, uninte
                            "--resume=True", "--seq_len=64"], cwd=ROOT, capture_output=True, text=True,
                           env=default_threads_env(), timeout=600)
     assert done.returncode == 2 and "another configuration (seq_len 32 there, 64 now)" in done.stderr
+
+
+# a masked run (docs/theory.md §16) with Adam and a uniform-attention stage: its corruption is redrawn from
+# (seed, epoch, step) and Adam's moments come back from the checkpoint
+MASKED = ["--objective=masked", "--optimizer=adam", "--lr=0.01", "--uniform_attention_steps=3"]
+
+
+def test_a_masked_adam_run_killed_and_resumed_equals_the_uninterrupted_one(data, tmp_path):
+    full, out = tmp_path / "full", tmp_path / "killed"
+    run_to_end(data, full, *MASKED)
+    code, _ = stop_after_first_checkpoint(data, out, signal.SIGKILL, *MASKED)
+    assert code == -signal.SIGKILL
+    done = subprocess.run([sys.executable, "tiny_self_attn_natural.py", f"--out_dir={out}", "--resume=True",
+                           "--progress=False"], cwd=ROOT, capture_output=True, text=True, env=default_threads_env(),
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "training_logs.json").read_bytes() == (full / "training_logs.json").read_bytes()
+    last = sorted((full / "checkpoints").glob("*.safetensors"))[-1]
+    assert (out / "checkpoints" / last.name).read_bytes() == last.read_bytes()

@@ -170,11 +170,14 @@ def test_expected_token_set_equals_enumeration(variant):
     assert_close(stats, enumerated_expected_masked_statistics(x, scheme, 3, variant, full_V=6), 1e-12, variant)
 
 
-@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("mode,sparse", [("once", True), ("once", False), ("stream_dense", False),
+                                         ("stream_sparse", False)])
 @pytest.mark.parametrize("variant", ["residual", "identity"])
-def test_expected_equals_dense_closed_form(monkeypatch, sparse, variant):
-    # larger than enumeration allows: the dense moment formulation, with MASK inside and outside a token set
+def test_expected_equals_dense_closed_form(monkeypatch, mode, sparse, variant):
+    # larger than enumeration allows: the dense moment formulation, with MASK inside and outside a token set;
+    # every way of the product of G with the co-occurrence counts (once, or streamed over chunks' histograms)
     monkeypatch.setattr(masked_module, "_uses_sparse", lambda nnz, V, device: sparse)
+    monkeypatch.setattr(masked_module, "_cheapest", lambda costs: mode)
     g = torch.Generator().manual_seed(5)
     x = torch.randint(10, (6, 7), generator=g)
     scheme = MaskingScheme(10, 10, 0.2, (0.7, 0.2, 0.1))
