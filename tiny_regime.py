@@ -9,6 +9,7 @@ Usage:
     python tiny_regime.py --data_dir=data/synthetic --out_dir=out/regime     # or: make demo-regime
     python tiny_regime.py --lrs=0.1,0.3,1.0 --threshold=0.05 --tau_max=60 --order=8
     python tiny_regime.py --suggest_fraction=2 --suggest_steps=300          # a run twice past the end
+    python tiny_regime.py --objective=masked --out_dir=out/regime_masked  # masked LM (attention over all positions)
 Single process (the series and three short runs; --device=cuda moves both to a GPU).
 Writes --out_dir/{regime.json, regime.png, regime.pdf, regime.md, runs/lr_<η>/} (replaced as a whole,
 only when everything succeeded).  Predicted τ*: the series' remainder beyond the leading term reaches
@@ -36,6 +37,15 @@ batch_size = 64
 grad_accum = 1
 max_sequences = 0               # use only the first N sequences (0: all)
 init_std = 0.0                  # the series needs zero initialisation (as the theory)
+objective = "causal"            # causal (next token) or masked (masked LM, docs/theory.md §16; the runs redraw the
+                                # corruption every step, the series is that of the objective averaged over
+                                # series_draws fixed draws of the sample)
+mask_prob = 0.15                # masked: the probability that a position carries the loss
+mask_split = [0.8, 0.1, 0.1]    # masked: a loss position shows MASK / its own word / a random word
+attention = "auto"              # auto (causal for causal, all positions for masked), causal or all
+residual = True                 # False with output=identity: Li, Li & Risteski's variant (V leads at τ, W and P at τ²)
+output = "trained"              # trained W_O, or identity (W_O frozen: logits = h^L)
+series_draws = 4                # masked: corruption draws of the series' sample, stacked (cost linear in them)
 seed = 42                       # training order and the series' sample
 device = "cpu"                  # cpu, cuda, auto
 deterministic = True            # deterministic kernels: same data, settings, seed → same bytes (False: faster)

@@ -15,8 +15,8 @@ script and declares nothing else of it: its fields, their types and defaults are
 the class is first used (the block's annotation, else its default's type), so a setting added to the
 block is a field of the class with no second copy:
 
-    class RegimeConfig(Settings, script="tiny_regime.py"):   # every setting of tiny_regime.py
-        target_layer: Optional[int] = None                   # a field of no script: declared here
+    class ComparisonConfig(Settings, script="pythia.py"):   # every setting of pythia.py's block
+        target_layer: Optional[int] = None                  # a field the block lacks: declared here
 
 `names=(...)` takes a part of the block (LDAParameters: the corpus settings of topic_structure.py),
 `frozen=True` makes the instances immutable.  Build one with `from_settings` (a script's settings) or with

@@ -139,7 +139,7 @@ def strongest_on_page(counts, rows: torch.Tensor, n_pairs: int, min_count: int =
     columns = torch.unique(torch.cat([counts.bigram_rows(chunk).argmax(dim=1) for chunk in chunks]))
     bigram = torch.cat([counts.bigram_rows(chunk)[:, columns] for chunk in chunks])
     view = SimpleNamespace(bigram=bigram, input_frequency=counts.input_frequency[rows],
-                           n_positions=counts.n_positions)
+                           n_positions=counts.n_positions, full_vocab_size=getattr(counts, "full_vocab_size", None))
     return [[int(rows[a]), int(columns[b]), value, count] for a, b, value, count
             in strongest_pairs(view, n_pairs, min_count)]
 

@@ -20,8 +20,8 @@ joined by single spaces (one document per string, no punctuation).  Everything c
 `generate_lda` also returns the topic each occurrence was drawn from, so tests can check the table
 against the draw (that paper's release looked topics up by token id and mislabelled words).
 
-As a `--data` source (common/corpus/text.py): `lda` uses the defaults below, `lda:overlap=2,alpha=0.5`
-overrides any of them (`n_documents` otherwise follows the caller's document count).
+As a `--data` source (common/corpus/text.py): `lda` uses the defaults (topic_structure.py's block),
+`lda:overlap=2,alpha=0.5` overrides any of them (`n_documents` otherwise follows the caller's document count).
 """
 from dataclasses import asdict, dataclass, fields
 from typing import Optional

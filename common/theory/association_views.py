@@ -37,18 +37,23 @@ with P̂(b) as the value map's row b does (a second P̂(b)).  Either way a partn
 with its frequency, so `,` and `the` do not lead every row just by being frequent.
 
 N[a, b] is the entry's effective number of supporting pairs, (entry / its standard error)², with every
-count it is built from taken as Poisson (variance = count) and the products' errors by the delta method
+count it is built from taken as Poisson (variance = count) and the products' errors by the delta method,
+from the co-occurrence parts of the statistics — the centring (−P̂(x=i)/V in B̄, −m_k/V in Φ̄) is no pair
 (docs/theory.md §2, "Reading a row"):
     B̄      N = c, the pair count n P̂(x=a, y=b); B̄'s own row shows the pair's lift, X = P̂(x=a, y=b)
-           (B̄ without its centring −P̂(x=a)/V, which is no association), so that lift⁻ is
-           (c − z√c) / (n P̂(x=a) P̂(y=b)), the lift less z Poisson standard deviations of c;
-    Φ̄      N = f₊, f = n Φ̄[j, k], the context co-occurrence sum (each position's context a unit spread
-           over its prefix, as uniform attention spreads it), above its uniform part;
-    Σ_B    N = S² / Σ_i (b_ij'² c_ij + b_ij² c_ij'),  S = Σ_i b_ij b_ij' = n² Σ_B[j, j'], b = n B̄;
-    (B̄Φ̄)ᵀ  N = S² / Σ_j (f_jk² c_ij + b_ij² f_jk₊),  S = Σ_j f_jk b_ij = n² (B̄Φ̄)ᵀ[k, i];
-    Q̄      1/N = 1/f₊[a, b] + 1/count(b): the co-occurrences of query a and key b (those of a as the next
-           token and b in its context, one position earlier; for a query never seen as an output, such as
-           MASK, count(a) P̂(x=b)), and the key's value, estimated from its count(b) occurrences.
+           (B̄ without its centring), so that lift⁻ is (c − z√c) / (n P̂(x=a) P̂(y=b)), the lift less z
+           Poisson standard deviations of c;
+    Φ̄      N = f_jk = (n Φ̄[j, k])₊ · (len(p̄) + 1)/2, the context co-occurrence sum (each position's
+           context a unit spread over its keys, as uniform attention spreads it) counted in (key, query)
+           pairs: times the mean number of keys of a query, (T + 1)/2 causal, T over all positions;
+    Σ_B    N = S² / Σ_i c_ij c_ij' (c_ij + c_ij'),  S = Σ_i c_ij c_ij'; Σ_B's own row shows that
+           co-occurrence part, X = Σ_i P̂(x=i, y=j) P̂(x=i, y=j') (its centring, Σ_i P̂(i)²/V² and the
+           like, is the same for every pair and, divided by P̂(j) P̂(j'), put the rarest tokens first);
+    (B̄Φ̄)ᵀ  N = S² / Σ_j (f_jk² c_ij + c_ij² f_jk),  S = Σ_j f_jk c_ij;
+    Q̄      1/N = 1/f[a, b] + 1/count(b): the co-occurrences of query a and key b (those of a as the next
+           token and b among its keys, one position earlier; for a query never seen as an output, such as
+           MASK, count(a) P̂(x=b) queries, in pairs), and the key's value, estimated from its count(b)
+           occurrences.
 A weight that learns a statistic rests on the same corpus pairs and takes its N.  A pair seen a handful
 of times, or a product of a rare token's few occurrences, is discounted most: the lift of a rare token's
 row is as noisy as its few counts, and a ranking by the lift alone put rare tokens at the top of every
@@ -144,10 +149,12 @@ class LiftSupport:
         self.stats, self.min_count, self.z = stats, min_count, z
         self.n = float(stats.n_positions)
         self.V = stats.bigram.shape[1]
+        # B̄'s centring divides by the model's vocabulary size, larger than B̄'s columns for a token set K
+        self.centring = getattr(stats, "full_vocab_size", None) or self.V
         frequency = token_frequency(stats)
         output = getattr(stats, "output_frequency", None)
         if output is None:   # the column sums of the joint distribution P̂(x, y) = B̄ + P̂(x)/V
-            output = sum((_cpu(stats.bigram[s:s + ROW_CHUNK]) + frequency[s:s + ROW_CHUNK, None] / self.V).sum(0)
+            output = sum((_cpu(stats.bigram[s:s + ROW_CHUNK]) + frequency[s:s + ROW_CHUNK, None] / self.centring).sum(0)
                          for s in range(0, stats.bigram.shape[0], ROW_CHUNK))
         self.counts = {"input": frequency * self.n, "output": (_cpu(output) * self.n).clamp_min(0)}
         # the mean number of keys a query attends to, (len(p̄) + 1)/2: (T + 1)/2 for causal attention (p̄ has T
@@ -174,9 +181,10 @@ class LiftSupport:
         """P̂(x=a, y=b) = B̄ + P̂(x=a)/V for the tokens a of `rows` (every token when None), clamped at 0."""
         frequency = self.counts["input"] / self.n
         if rows is None:
-            return (_cpu(self.stats.bigram) + frequency[:, None] / self.V).clamp_min(0)
+            return (_cpu(self.stats.bigram) + frequency[:, None] / self.centring).clamp_min(0)
         rows = torch.as_tensor(rows, dtype=torch.long)
-        return (_cpu(self.stats.bigram[rows.to(self.stats.bigram.device)]) + frequency[rows, None] / self.V).clamp_min(0)
+        return (_cpu(self.stats.bigram[rows.to(self.stats.bigram.device)])
+                + frequency[rows, None] / self.centring).clamp_min(0)
 
     def support(self, field: str, rows) -> torch.Tensor:
         """N [len(rows), V]: the effective number of corpus pairs entry [a, b] of statistic `field` rests on,
@@ -195,8 +203,9 @@ class LiftSupport:
             return self._matrix("context_positive")[rows]
         if field == "attention_map":
             pairs = self._matrix("context_positive")[rows]
-            never_output = self.counts["output"][rows] <= 0          # MASK: independence of query and key
-            independent = self.counts["input"][rows, None] * (self.counts["input"] / self.n)[None, :]
+            never_output = self.counts["output"][rows] < 1e-6        # MASK: independence of query and key
+            independent = (self.counts["input"][rows, None] * (self.counts["input"] / self.n)[None, :]
+                           * self.keys_per_query)
             pairs = torch.where(never_output[:, None], independent, pairs)
             key = self.counts["input"][None, :].expand_as(pairs)
             inverse = torch.where((pairs > 0) & (key > 0), 1 / pairs.clamp_min(1e-300) + 1 / key.clamp_min(1e-300),
@@ -330,8 +339,9 @@ def strongest_pair_table(stats, n_pairs: int, min_count: int = MIN_COUNT, suppor
 
 
 def strongest_pairs(stats, n_pairs: int, min_count: int = MIN_COUNT) -> list:
-    """(a, b, P̂(y=b | x=a) − 1/V, count of a) of the pairs of strongest_pair_table, in its order."""
-    V = stats.bigram.shape[1]
+    """(a, b, P̂(y=b | x=a) − 1/V, count of a) of the pairs of strongest_pair_table, in its order (V: the
+    model's vocabulary, `full_vocab_size` where B̄ holds a token set's columns only)."""
+    V = getattr(stats, "full_vocab_size", None) or stats.bigram.shape[1]
     return [(row["a"], row["b"], row["conditional"] - 1 / V, row["count"])
             for row in strongest_pair_table(stats, n_pairs, min_count)]
 

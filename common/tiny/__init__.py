@@ -9,4 +9,5 @@ writes about how its weights line up with the theory (docs/theory.md §5, §10, 
     regime            the end of the early regime, predicted from the statistics and measured (§10)
     topic_structure   the topic-structure run: LDA corpus → trained model → binned measures (§11)
     topic_series      the Taylor series on the topic corpus: does the series turn the same-topic contrast? (§14)
+    topic_ablation    the grid objective × attention × depth × residual: what makes attention topical (§16)
 """

@@ -26,7 +26,7 @@ from common.config import Settings
 from common.io import UserError
 from common.theory.series import (coefficient_norms, gradient_flow_series, kind_of, layer_of, radius_estimates,
                                   remainder_ratio)
-from common.theory.weight_kinds import WEIGHT_KINDS, parse_log_key
+from common.theory.weight_kinds import WEIGHT_KINDS, model_variant, parse_log_key, weight_kinds
 
 
 class RegimeConfig(Settings, script="tiny_regime.py"):
@@ -55,11 +55,13 @@ def first_crossing(taus, values, threshold: float):
     return None
 
 
-def predicted_curves(coefficients: list, taus) -> dict:
-    """{kind: {layer (None for W_O): [ρ(τ) for τ in taus]}} from the series' coefficients."""
-    curves = {}
+def predicted_curves(coefficients: list, taus, variant: str = "residual") -> dict:
+    """{kind: {layer (None for W_O): [ρ(τ) for τ in taus]}} from the series' coefficients of a model
+    `variant` (common/theory/weight_kinds.py: the leading power of each kind); a kind the variant does not
+    train (W_O frozen to the identity) has no curve."""
+    curves = {kind.name: {} for kind in WEIGHT_KINDS}
     for name in coefficients[0]:
-        curves.setdefault(kind_of(name).name, {})[layer_of(name)] = remainder_ratio(coefficients, name, taus)
+        curves[kind_of(name, variant).name][layer_of(name)] = remainder_ratio(coefficients, name, taus, variant)
     return curves
 
 
@@ -85,29 +87,38 @@ def measured_errors(logs: list, lr: float) -> dict:
 
 
 def kind_norms(norms: dict, kind: str) -> list:
-    """‖c_k‖ of every weight of one kind together (all layers)."""
-    names = [name for name in norms if kind_of(name).name == kind]
-    return [math.sqrt(sum(norms[name][k] ** 2 for name in names)) for k in range(len(norms[names[0]]))]
+    """‖c_k‖ of every weight of one kind together (all layers); [] when the model has none."""
+    names = [name for name in norms if name.rsplit(".", 1)[-1] == kind]
+    return [math.sqrt(sum(norms[name][k] ** 2 for name in names)) for k in range(len(norms[names[0]]))] if names else []
 
 
-def regime_summary(threshold: float, coefficients: list, taus, measured: dict, series: dict) -> dict:
+def regime_summary(threshold: float, coefficients: list, taus, measured: dict, series: dict,
+                   variant: str = "residual") -> dict:
     """The regime.json content: per kind the predicted τ* (worst layer, and each layer), the measured
     τ* per learning rate, the radius estimates and the coefficient norms of its weights; the
-    whole-model radius and the series' settings (`series`: order, sequences) beside them."""
-    curves = predicted_curves(coefficients, taus)
+    whole-model radius and the series' settings (`series`: order, sequences) beside them.  A kind the
+    model `variant` does not train (W_O frozen to the identity) has nulls."""
+    curves = predicted_curves(coefficients, taus, variant)
     norms = coefficient_norms(coefficients)
     total = [math.sqrt(sum(n[k] ** 2 for n in norms.values())) for k in range(len(coefficients))]
-    summary = {"threshold": threshold}
+    summary = {"threshold": threshold, "variant": variant}
+    powers = {kind.name: kind.power for kind in weight_kinds(variant)}
     for kind in WEIGHT_KINDS:
         layers = curves[kind.name]
+        if not layers:
+            summary[kind.name] = {"predicted_tau": None, "predicted_tau_layers": [],
+                                  "measured_tau": {str(lr): None for lr in measured},
+                                  "radius": radius_estimates([]), "coefficient_norms": {}}
+            continue
         summary[kind.name] = {
             "predicted_tau": first_crossing(taus, worst_layer(layers), threshold),
             "predicted_tau_layers": [first_crossing(taus, layers[layer], threshold) for layer in sorted(
                 layers, key=lambda l: -1 if l is None else l)],
             "measured_tau": {str(lr): (first_crossing(*errors[kind.name], threshold) if kind.name in errors else None)
                              for lr, errors in measured.items()},
-            "radius": radius_estimates(kind_norms(norms, kind.name), kind.power),
-            "coefficient_norms": {name: values for name, values in norms.items() if kind_of(name).name == kind.name}}
+            "radius": radius_estimates(kind_norms(norms, kind.name), powers[kind.name]),
+            "coefficient_norms": {name: values for name, values in norms.items()
+                                  if name.rsplit(".", 1)[-1] == kind.name}}
     summary["radius"] = radius_estimates(total)
     summary["series"] = series
     return summary
@@ -124,6 +135,20 @@ def _significant(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def model_options(cfg: RegimeConfig) -> list:
+    """The objective and model settings that differ from the trainer's defaults, as command-line options."""
+    from common.config import ROOT, script_settings
+    from common.tiny.training import TrainConfig
+    defaults = script_settings(ROOT / TrainConfig._script)
+    options = []
+    for name in ("objective", "mask_prob", "mask_split", "attention", "residual", "output"):
+        value = getattr(cfg, name)
+        if value != defaults[name]:
+            options.append(f"--{name}=" + (",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple))
+                                          else f"{value:g}" if isinstance(value, float) else str(value)))
+    return options
+
+
 def suggestion(summary: dict, cfg: RegimeConfig):
     """{fraction, tau, lr, steps, kind, command}: a run of `suggest_steps` steps that reaches
     `suggest_fraction` × the predicted end of the early regime (None when no τ* is predicted).  τ = ηs,
@@ -137,7 +162,7 @@ def suggestion(summary: dict, cfg: RegimeConfig):
     options = [f"--data_dir={cfg.data_dir}", f"--seq_len={cfg.seq_len}", f"--n_layers={cfg.n_layers}",
                f"--batch_size={cfg.batch_size}"] + (["--windows=True"] if cfg.windows else []) + (
               [f"--grad_accum={cfg.grad_accum}"] if cfg.grad_accum != 1 else []) + (
-              [f"--max_sequences={cfg.max_sequences}"] if cfg.max_sequences else []) + [
+              [f"--max_sequences={cfg.max_sequences}"] if cfg.max_sequences else []) + model_options(cfg) + [
               f"--lr={lr:g}", f"--tau={tau:g}", "--out_dir=out/early_regime"]
     return {"fraction": cfg.suggest_fraction, "tau": tau, "lr": lr, "steps": steps, "kind": kind,
             "end_tau": end, "command": "python tiny_self_attn_natural.py " + " ".join(options)}
@@ -195,7 +220,7 @@ def regime_figure(summary: dict, curves: dict, taus, measured: dict, stem) -> li
                 ax.plot(*errors[kind.name], color=color, marker=".", label=f"measured, η = {lr:g}")
                 tau = summary[kind.name]["measured_tau"][str(lr)]
                 if tau is not None:
-                    ax.axvline(tau, color=color, linestyle=":", linewidth=1)
+                    ax.axvline(tau, color=color, linestyle=":", linewidth=1, label=f"measured τ*, η = {lr:g}")
         shown = [i for i, t in enumerate(taus) if t <= shown_max]
         for layer, curve in curves[kind.name].items():
             if len(curves[kind.name]) > 1:
@@ -205,14 +230,20 @@ def regime_figure(summary: dict, curves: dict, taus, measured: dict, stem) -> li
         ax.plot([taus[i] for i in shown], [worst[i] for i in shown], color="black", linestyle="--",
                 label="series: ‖remainder‖/‖leading‖")
         if summary[kind.name]["predicted_tau"] is not None:
-            ax.axvline(summary[kind.name]["predicted_tau"], color="black", linestyle="--", linewidth=1)
+            ax.axvline(summary[kind.name]["predicted_tau"], color="black", linestyle="--", linewidth=1,
+                       label="predicted τ*")
         if radius is not None and radius <= shown_max:
             ax.axvspan(radius, shown_max, color="grey", alpha=0.12, label="beyond the radius estimate")
-        ax.axhline(threshold, color="grey", linewidth=1)
+        ax.axhline(threshold, color="grey", linewidth=1, label=f"threshold {threshold:g}")
         ax.set(xscale="log", yscale="log", xlabel="τ = ηs", title=f"{kind.role}  {kind.name}")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("relative error to the leading term")
-    axes[0][0].legend(fontsize=7)
+    # one legend for every panel: each label once, from whichever panel draws it (a τ* may be missing in some)
+    legend = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    axes[0][0].legend(list(legend.values()), list(legend), fontsize=7)
     fig.tight_layout()
     return save_figure(fig, stem)
 
@@ -232,7 +263,7 @@ def check_settings(cfg: RegimeConfig) -> list:
     if cfg.order <= highest.power:
         raise UserError(f"--order must be at least {highest.power + 1} (got {cfg.order}): {highest.name}'s "
                         f"leading term is τ^{highest.power}, and τ* needs a term of the series beyond it")
-    for name, low in (("series_sequences", 0), ("series_chunk", 1), ("suggest_steps", 1)):
+    for name, low in (("series_sequences", 0), ("series_chunk", 1), ("suggest_steps", 1), ("series_draws", 1)):
         if getattr(cfg, name) < low:
             raise UserError(f"--{name} must be at least {low} (got {getattr(cfg, name)})")
     if not cfg.suggest_fraction > 0:
@@ -247,6 +278,22 @@ def series_subsample(n: int, size: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
+def series_batch(sequences: torch.Tensor, run, n_words: int, draws: int, seed: int):
+    """(x, y, selected) the series is computed on, from sequences [N, T + 1]: for the next-token objective
+    x → y at every position (selected None); for the masked objective the first T tokens corrupted `draws`
+    times (generators seeded seed, seed + 1, …) and stacked, y the clean tokens — the objective averaged
+    over those fixed draws, which approaches the expected objective the runs train on (docs/theory.md §16)
+    as `draws` grows."""
+    from common.theory.masking import corrupt
+    from common.tiny.training import masking_scheme
+    sequences = sequences.long()
+    if run.objective != "masked":
+        return sequences[:, :-1], sequences[:, 1:], None
+    scheme, clean = masking_scheme(run, n_words), sequences[:, :-1]
+    corrupted = [corrupt(clean, scheme, torch.Generator().manual_seed(seed + d)) for d in range(draws)]
+    return (torch.cat([c[0] for c in corrupted]), clean.repeat(draws, 1), torch.cat([c[1] for c in corrupted]))
+
+
 def run_regime(cfg: RegimeConfig, log=None) -> dict:
     """tiny_regime.py's body: the series, a training run at each learning rate (common/tiny/training.py's
     Trainer, the path-exact tracker on, a log point every step), the measured τ*, and the four outputs
@@ -257,21 +304,26 @@ def run_regime(cfg: RegimeConfig, log=None) -> dict:
 
     from common.device import configure_numerics, resolve_device
     from common.io import atomic_directory, write_json
-    from common.theory.model import AttentionOnlyTransformer
-    from common.tiny.training import TrainConfig, Trainer, load_training_data
+    from common.tiny.training import TrainConfig, Trainer, build_model, load_training_data
+    from common.tiny.training import check_settings as check_train_settings
 
     lrs = check_settings(cfg)
     train_settings = {k: v for k, v in asdict(cfg).items() if k in
                       ("data_dir", "seq_len", "windows", "n_layers", "batch_size", "grad_accum", "max_sequences",
-                       "init_std", "seed", "device", "progress", "deterministic")}
+                       "init_std", "seed", "device", "progress", "deterministic", "objective", "mask_prob",
+                       "mask_split", "attention", "residual", "output")}
     configure_numerics(cfg.deterministic)
-    tokens, vocabulary = load_training_data(TrainConfig.from_settings(train_settings))[:2]
+    run_settings = TrainConfig.from_settings(train_settings)
+    check_train_settings(run_settings)
+    tokens, vocabulary = load_training_data(run_settings)[:2]
     torch.manual_seed(cfg.seed)
-    model = AttentionOnlyTransformer(len(vocabulary), cfg.seq_len, cfg.n_layers, cfg.init_std)
+    masked = cfg.objective == "masked"
+    model = build_model(run_settings, len(vocabulary) + masked)   # a masked model's vocabulary holds MASK too
+    variant = model_variant(model)
     chosen = series_subsample(len(tokens), cfg.series_sequences, cfg.seed)
-    coefficients = gradient_flow_series(model, tokens[chosen, :-1].long(), tokens[chosen, 1:].long(), cfg.order,
-                                        chunk_size=cfg.series_chunk, device=resolve_device(cfg.device),
-                                        progress=cfg.progress)
+    x, y, selected = series_batch(tokens[chosen], run_settings, len(vocabulary), cfg.series_draws, cfg.seed)
+    coefficients = gradient_flow_series(model, x, y, cfg.order, chunk_size=cfg.series_chunk,
+                                        device=resolve_device(cfg.device), progress=cfg.progress, selected=selected)
     taus = tau_grid(cfg.tau_max)
     steps_per_epoch = max(1, len(tokens) // (cfg.batch_size * cfg.grad_accum))
     with atomic_directory(cfg.out_dir) as tmp:
@@ -285,11 +337,16 @@ def run_regime(cfg: RegimeConfig, log=None) -> dict:
             trainer.run()
             seconds, steps = seconds + time.perf_counter() - start, steps + trainer.step
             measured[lr] = measured_errors(trainer.logs, lr)
-        summary = regime_summary(cfg.threshold, coefficients, taus, measured,
-                                 {"order": cfg.order, "sequences": len(chosen), "of": len(tokens)})
+        series = {"order": cfg.order, "sequences": len(chosen), "of": len(tokens)}
+        if masked:
+            series["draws"] = cfg.series_draws
+        summary = regime_summary(cfg.threshold, coefficients, taus, measured, series, variant)
         summary["suggestion"] = suggestion(summary, cfg)
         write_json(Path(tmp) / "regime.json", summary)
-        regime_figure(summary, predicted_curves(coefficients, taus), taus, measured, Path(tmp) / "regime")
+        # a kind the variant does not train gets an empty curve (W_O frozen to the identity)
+        curves = {kind: layers or {None: [None] * len(taus)}
+                  for kind, layers in predicted_curves(coefficients, taus, variant).items()}
+        regime_figure(summary, curves, taus, measured, Path(tmp) / "regime")
         (Path(tmp) / "regime.md").write_text(regime_markdown(summary, lrs, cfg.n_layers), encoding="utf-8")
     return dict(summary, seconds_per_step=seconds / max(steps, 1))
 

@@ -326,6 +326,12 @@ class StepAbandoned(BaseException):
     as KeyboardInterrupt, so that no `except Exception` swallows it)."""
 
 
+def _signal_point(grad):
+    """A gradient hook that changes nothing: the backward pass, one call into C++, otherwise runs no
+    Python until it ends, and Python runs a Ctrl-C handler only between its own instructions."""
+    return None
+
+
 class InterruptFlag:
     """Within the block, Ctrl-C (SIGINT) stops the run within about a second, leaving a state that a
     resumed run continues exactly.  While `abandonable` (a step's data, forward and backward passes, in
@@ -607,7 +613,9 @@ class Trainer:
         bar = progress_bar(total=self.stop_step, initial=self.step, desc="training", disable=not (cfg.progress and proc.main),
                    dynamic_ncols=True)
         interrupt = InterruptFlag(abandon=proc.world == 1)
-        closing = self.optimizer.register_step_pre_hook(interrupt.close)   # the update ends the abandonable part
+        closing = [self.optimizer.register_step_pre_hook(interrupt.close)]   # the update ends the abandonable part
+        if interrupt.abandon:   # the backward pass runs Python at each parameter's gradient: Ctrl-C acts there too
+            closing += [p.register_hook(_signal_point) for p in self.model.parameters() if p.requires_grad]
         with interrupt:
             try:
                 self._train_until_stop(model, no_sync, log_steps, save_steps, bar, interrupt)
@@ -619,7 +627,8 @@ class Trainer:
                 if proc.main:
                     self._discard_outputs(existed)
                 raise UserError(f"{error} (nothing of this run was kept in {self.out_dir})") from None
-        closing.remove()
+        for handle in closing:
+            handle.remove()
         bar.close()
         if interrupt.raised and self.step < self.stop_step:
             if proc.main:

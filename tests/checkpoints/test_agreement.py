@@ -210,3 +210,34 @@ def test_aggregate_is_mean_and_band_over_the_models(tmp_path):
     assert [p.suffix for p in paths] == [".json", ".png", ".pdf"] and all(p.stat().st_size > 5000 for p in paths[1:])
     single = plot_agreement(records["seed0"], tmp_path / "single")
     assert single[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- masked LMs (docs/theory.md §17): the fill-in of a MASK beside each token, against a brute force --------
+def test_fill_in_rows_are_the_masked_lm_prediction_at_the_mask_beside_the_token():
+    from types import SimpleNamespace
+
+    from common.checkpoints.associations import fill_in_distribution, fill_in_inputs
+    from conftest import VOCAB, tiny_bert
+
+    model = tiny_bert()
+    token_ids = torch.tensor([7, 3, 12, 30, 5])
+    bert_like = SimpleNamespace(mask_token_id=4, cls_token_id=2, sep_token_id=3)
+    rows = fill_in_distribution(model, bert_like, token_ids)
+    assert rows.shape == (5, 5)
+    got = rows[torch.tensor([4, 0, 2])]
+    for i, a in zip((0, 1, 2), (5, 7, 12)):
+        with torch.no_grad():   # [CLS] a [MASK] [SEP], read at the MASK (position 2), softmax over all VOCAB ids
+            logits = model(input_ids=torch.tensor([[2, a, 4, 3]])).logits[0, 2]
+        expected = torch.exp(logits - torch.logsumexp(logits, 0))[token_ids]
+        assert logits.shape == (VOCAB,)
+        assert torch.allclose(got[i], expected, rtol=1e-10, atol=0), a
+    # a tokenizer without [CLS]/[SEP]: the two-token input [a, MASK], read at position 1
+    plain = SimpleNamespace(mask_token_id=4, cls_token_id=None, sep_token_id=None)
+    inputs, at = fill_in_inputs(plain, token_ids)
+    assert at == 1 and inputs.tolist()[1] == [3, 4]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[3, 4]])).logits[0, 1]
+    assert torch.allclose(fill_in_distribution(model, plain, token_ids)[torch.tensor([1])][0],
+                          logits.softmax(0)[token_ids], rtol=1e-10, atol=0)
+    with pytest.raises(UserError, match="no mask token"):
+        fill_in_inputs(SimpleNamespace(mask_token_id=None), token_ids)

@@ -287,7 +287,7 @@ def test_bert_query_key_vectors_and_representations_are_the_modules_own(monkeypa
             rows = slice(head * size, (head + 1) * size)
             expected = (h_pre @ W_Q[rows].T) @ (h_pre @ W_K[rows].T).T
             q, k = plain.head(head)
-            assert torch.allclose(q @ k.T, expected, atol=1e-12 * expected.abs().max())
+            assert torch.allclose(q @ k.T, expected, atol=1e-12 * float(expected.abs().max()))
             assert torch.allclose(h_pre @ weights.head_matrix(head) @ h_pre.T, expected, atol=1e-10)
         assert not torch.allclose(vectors.mean()[0] @ vectors.mean()[1].T, plain.mean()[0] @ plain.mean()[1].T,
                                   atol=1e-3)   # the biases change the scores

@@ -50,3 +50,38 @@ def test_real_corpus_needs_a_complete_table(tmp_path):
     assert result.returncode != 0 and not out.exists()
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "misses 1 of the 12 vocabulary words" in lines[0] and dropped in lines[0]
+
+
+def test_li2023_preset_attends_to_its_topic(tmp_path):
+    """Li, Li & Risteski's release model (--preset=li2023: masked, one layer, no residual, identity output, Adam,
+    both stages): uniform attention through the first stage, then same-topic keys above different-topic ones;
+    settings given on the command line win over the preset's."""
+    out = tmp_path / "li2023"
+    run_script("topic_structure.py", "--preset=li2023", "--n_topics=3", "--words_per_topic=4", "--min_length=18",
+               "--max_length=24", "--n_documents=400", "--heldout_documents=16", "--seq_len=16", "--epochs=4",
+               "--uniform_attention_steps=10", "--log_every=0.5", "--progress=False", f"--out_dir={out}")
+    result = json.loads((out / "topic_structure.json").read_text())
+    settings = result["settings"]
+    assert (settings["objective"], settings["n_layers"], settings["residual"], settings["output"], settings["optimizer"],
+            settings["lr"], settings["batch_size"]) == ("masked", 1, False, "identity", "adam", 0.01, 40)
+    assert settings["seq_len"] == 16 and settings["uniform_attention_steps"] == 10      # given: they win
+    assert result["causal_attention"] is False and result["leading_terms"] == []      # Adam: no leading terms
+    assert {"context_transpose_gram", "context_transpose_cosine"} <= set(result["theory"])
+    first_stage = [e for e in result["trained"] if e["step"] <= 10]
+    assert first_stage and all(e["W_layer_0"][b] == 0 and e["attention_layer_0"][b] == pytest.approx(1 / 16)
+                               for e in first_stage for b in BINS)
+    last = result["trained"][-1]["attention_layer_0"]
+    assert last["same_topic"] > 1 / 16 > last["different_topic"]
+    gram = result["trained"][-1]["V_layer_0_inner"]
+    assert gram["same_topic"] > gram["different_topic"]                              # W_V rows group by topic
+
+
+def test_masked_objective_measures_every_key(tmp_path):
+    out = tmp_path / "masked"
+    run_script("topic_structure.py", *TINY, "--objective=masked", "--n_layers=1", f"--out_dir={out}")
+    result = json.loads((out / "topic_structure.json").read_text())
+    assert result["causal_attention"] is False and result["settings"]["objective"] == "masked"
+    assert [e["step"] for e in result["leading_terms"]] == [e["step"] for e in result["trained"]]   # SGD from zero
+    config = json.loads((out / "run" / "config.json").read_text())
+    assert config["vocab_size"] == 13                                                # the words + MASK
+    assert result["theory"]["context"]["same_topic"] > 0 > result["theory"]["context"]["different_topic"]

@@ -79,14 +79,18 @@ def test_page_data_is_each_rows_top_partners(run, loaded):
         assert set(weights) == {"W_O_B_bar"} | {f"layer_{l}_{k}" for l in range(3) for k in ("V_B_bar_Phi_bar", "W_Q_bar")}
         assert_table_is_top_k(weights["W_O_B_bar"]["table"], model.W_O, V)
         assert_table_is_top_k(weights["layer_1_W_Q_bar"]["table"], model.layers[1].W, V)
-        # the lift tables: the top partners of the report's lift view (Q̄'s and W's: ÷ P̂(a) P̂(b)²)
-        assert_table_is_top_k(weights["W_O_B_bar"]["lift"], weight_view(model.W_O, stats, "bigram", "lift"), V)
+        # the lift tables: the top partners of the report's lift view (Q̄'s and W's: ÷ P̂(a) P̂(b)²), a
+        # partner it does not show stored as 0
+        assert_table_is_top_k(weights["W_O_B_bar"]["lift"],
+                              weight_view(model.W_O, stats, "bigram", "lift").clamp_min(0), V)
         assert_table_is_top_k(weights["layer_1_W_Q_bar"]["lift"],
-                              weight_view(model.layers[1].W, stats, "attention_map", "lift"), V)
+                              weight_view(model.layers[1].W, stats, "attention_map", "lift").clamp_min(0), V)
     assert data["views"] == ["normalised", "raw", "both", "lift"]
     for statistic in data["statistics"]:
-        assert_table_is_top_k(statistic["lift"], statistic_view(stats, statistic["field"], "lift"), V,
-                              statistic["field"] == "interchangeability")
+        lifted = statistic_view(stats, statistic["field"], "lift").clamp_min(0)
+        if statistic["field"] == "interchangeability":       # itself left out: not shown, stored as 0
+            lifted.fill_diagonal_(0)
+        assert_table_is_top_k(statistic["lift"], lifted, V)
     # the frequencies the page divides by are the report's: the normalised view is the report's
     bird = vocabulary.index("bird")
     assert data["frequency"][bird] == pytest.approx(float(stats.input_frequency[bird]), rel=1e-5)
@@ -94,6 +98,10 @@ def test_page_data_is_each_rows_top_partners(run, loaded):
     assert [p[:2] + p[5:] for p in data["strongest"]] == [[r["a"], r["b"], r["pairs"], r["count"]] for r in table]
     for p, r in zip(data["strongest"], table):
         assert p[2:5] == pytest.approx([r["conditional"], r["lift"], r["lift_lower"]], rel=1e-5)
+    # one rule: the table's pair a → b heads a's B̄ row on the page's lift view, with the table's lift⁻
+    ids, values = decode_table(data["statistics"][0]["lift"], V)
+    for r in table:
+        assert ids[r["a"], 0] == r["b"] and values[r["a"], 0] == pytest.approx(r["lift_lower"], rel=1e-4)
     # the curves: every weight key of the log, path-exact ones included
     logs = json.loads((run["out"] / "training_logs.json").read_text())
     series = {s["key"]: s for s in data["curves"]["series"]}
@@ -183,10 +191,12 @@ def test_browser_lift_view_ranks_by_lift(browser, run, loaded, tmp_path):
     _, model = checkpoints[-1]
     for key, matrix, field in [("bigram", stats.bigram, "bigram"), ("attention_map", stats.attention_map, "attention_map"),
                                ("layer_2_W_Q_bar", model.layers[2].W, "attention_map"), ("W_O_B_bar", model.W_O, "bigram")]:
-        lifted = weight_view(matrix, stats, field, "lift")[token]
+        lifted = (statistic_view(stats, field, "lift") if key in ("bigram", "attention_map")
+                  else weight_view(matrix, stats, field, "lift"))[token]
         section = card(dom, key)
         words = [html.unescape(word) for word in partner_words(section)]
-        assert words == [vocabulary[i] for i in lifted.topk(len(words)).indices.tolist()], key
+        shown = [i for i in lifted.topk(8).indices.tolist() if torch.isfinite(lifted[i])]
+        assert words and words == [vocabulary[i] for i in shown], key
         first = float(re.search(r'class="lift">([^<]+)</td>', section).group(1))
         assert first == pytest.approx(float(lifted.max()), rel=5e-3)
     assert "÷ P̂(a) P̂(b)²" in card(dom, "attention_map") and "÷ P̂(a) P̂(b)²" not in card(dom, "bigram")
@@ -212,3 +222,26 @@ def test_browser_screenshot(browser, run, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     # the README's screenshot, taken the same way from the demo run
     assert (ROOT / "docs" / "explorer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_browser_masked_page_labels_the_mask_row(browser, run, loaded, tmp_path):
+    """A masked run's page (fake: the run's words + `<mask>` as the last id, a third of the inputs masked):
+    MASK's row is labelled "(MASK)", its Σ_B and Φ̄ rows say MASK is never an output, its Q̄ row is shown,
+    and MASK is no partner in any B̄ row of the raw view."""
+    from common.theory.statistics import compute_statistics
+    from common.tiny.training import load_run, checkpoint_paths
+    vocabulary, _, _ = loaded
+    V = len(vocabulary)
+    _, tokens, _, _, _ = load_run(checkpoint_paths(run["out"])[-1])
+    x, y = tokens[:, :-1].long().clone(), tokens[:, 1:].long()
+    x[:, ::3] = V
+    stats = compute_statistics(x, y, V + 1)
+    data = explorer_data(stats, vocabulary + ["<mask>"], [], [], top=4, mask_id=V)
+    assert data["mask_id"] == V and data["no_row"] == ["interchangeability", "context"]
+    ids, _ = decode_table(data["statistics"][0]["table"], V + 1)
+    assert not (ids == V).any()                                   # never a B̄ partner
+    page = tmp_path / "masked.html"
+    page.write_text(explorer_page(data), encoding="utf-8")
+    dom = browse(page, "token=<mask>", tmp_path)
+    assert "&lt;mask&gt; (MASK)" in dom and dom.count("MASK is never an output") == 2
+    assert 'data-map="attention_map"' in dom and 'data-map="bigram"' in dom

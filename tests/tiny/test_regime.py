@@ -3,6 +3,8 @@ radius and the suggested run, and tiny_regime.py end to end and on bad input."""
 import json
 import shlex
 
+import torch
+
 import pytest
 
 from common.theory.model import AttentionOnlyTransformer
@@ -47,7 +49,8 @@ def test_settings_defaults_equal_the_scripts_block():
 
     from common.config import script_settings
     block = script_settings(ROOT / "tiny_regime.py")
-    assert {f.name: f.default for f in fields(RegimeConfig)} == block
+    from dataclasses import MISSING
+    assert {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(RegimeConfig)} == block
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     from common.corpus.tokenize import tokenize_natural, write_token_folder
@@ -76,7 +79,8 @@ def test_regime_script_writes_the_four_outputs(regime):
     assert "predicted τ*" in stdout and "radius of convergence" in stdout
     summary = json.loads((out / "regime.json").read_text())
     assert summary["threshold"] == 0.05
-    assert set(summary) == {"threshold", "W_O", "V", "W", "P", "radius", "series", "suggestion"}
+    assert set(summary) == {"threshold", "variant", "W_O", "V", "W", "P", "radius", "series", "suggestion"}
+    assert summary["variant"] == "residual"
     assert summary["series"] == {"order": 6, "sequences": 24, "of": 64}
     for kind in ("W_O", "V", "W", "P"):
         row = summary[kind]
@@ -124,3 +128,65 @@ def test_regime_bad_input(data_dir, tmp_path, bad, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr[-500:]
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] in ([], ["EMPTY"])
+
+
+def test_series_batch_stacks_fixed_corruption_draws():
+    from common.tiny.regime import series_batch
+    from common.tiny.training import TrainConfig
+    sequences = torch.randint(0, 9, (5, 7), generator=torch.Generator().manual_seed(0))
+    x, y, selected = series_batch(sequences, TrainConfig(objective="causal", seq_len=6), 9, 3, 0)
+    assert torch.equal(x, sequences[:, :-1]) and torch.equal(y, sequences[:, 1:]) and selected is None
+    run = TrainConfig(objective="masked", seq_len=6)
+    x, y, selected = series_batch(sequences, run, 9, 3, 0)
+    assert x.shape == y.shape == selected.shape == (15, 6) and torch.equal(y, sequences[:, :-1].repeat(3, 1))
+    assert torch.equal(x[~selected], y[~selected]) and bool((x[selected] <= 9).all())     # MASK is id 9
+    assert not torch.equal(selected[:5], selected[5:10])                                  # distinct draws
+    again = series_batch(sequences, run, 9, 2, 0)
+    assert torch.equal(again[0], x[:10]) and torch.equal(again[2], selected[:10])         # draw d: seed + d
+
+
+def test_masked_regime_end_to_end(data_dir, tmp_path):
+    """--objective=masked: the series of the masked model (attention over all positions, stacked draws) and
+    path-exact runs of the masked trainer; the identity variant has no W_O and V, W, P lead at τ, τ², τ²."""
+    out = tmp_path / "masked"
+    run_script("tiny_regime.py", f"--data_dir={data_dir}", f"--out_dir={out}", "--lrs=2.0", "--threshold=0.05",
+               "--objective=masked", "--series_draws=2", "--seq_len=12", "--batch_size=8", "--n_layers=1",
+               "--progress=False", "--tau_max=8", "--series_sequences=12")
+    summary = json.loads((out / "regime.json").read_text())
+    assert summary["variant"] == "residual" and summary["series"] == {"order": 6, "sequences": 12, "of": 64, "draws": 2}
+    logs = json.loads((out / "runs" / "lr_2" / "training_logs.json").read_text())
+    assert [e["step"] for e in logs] == [1, 2, 3, 4] and "layer_0_W_path_rel_err" in logs[-1]
+    assert all(t is None or 0 < t <= 8 for kind in ("W_O", "V", "W", "P") for t in summary[kind]["measured_tau"].values())
+    assert summary["suggestion"] is None or "--objective=masked" in summary["suggestion"]["command"]
+    identity = tmp_path / "identity"
+    run_script("tiny_regime.py", f"--data_dir={data_dir}", f"--out_dir={identity}", "--lrs=2.0", "--objective=masked",
+               "--residual=False", "--output=identity", "--series_draws=1", "--seq_len=12", "--batch_size=8",
+               "--n_layers=1", "--progress=False", "--tau_max=8", "--series_sequences=12")
+    summary = json.loads((identity / "regime.json").read_text())
+    assert summary["variant"] == "identity" and summary["W_O"]["predicted_tau"] is None
+    assert sorted(summary["W"]["coefficient_norms"]) == ["layers.0.W"]
+    norms = summary["V"]["coefficient_norms"]["layers.0.V"]
+    assert norms[0] > 0 and summary["W"]["coefficient_norms"]["layers.0.W"][0] == 0      # V at τ, W from τ²
+
+
+def test_regime_figure_legend_names_both_tau_star_lines(tmp_path, monkeypatch):
+    """The figure's legend names every line it draws: the measured τ* of each η (dotted), the predicted τ*
+    (dashed), the threshold — one legend for all panels, though the predicted τ* is drawn in one only."""
+    import common.plotting
+    from common.theory.weight_kinds import WEIGHT_KINDS
+    from common.tiny.regime import regime_figure
+    kept = {}
+    real_save = common.plotting.save_figure
+    monkeypatch.setattr(common.plotting, "save_figure", lambda fig, stem: kept.setdefault("fig", fig) and real_save(fig, stem))
+    taus = [1.0, 2.0, 4.0, 8.0]
+    names = [kind.name for kind in WEIGHT_KINDS]
+    summary = {"threshold": 0.1, "radius": {"ratio": None}}
+    summary.update({name: {"measured_tau": {"0.5": 3.0}, "predicted_tau": 5.0 if i == len(names) - 1 else None}
+                    for i, name in enumerate(names)})
+    curves = {name: {0: [0.01, 0.05, 0.2, 0.8]} for name in names}
+    measured = {0.5: {name: ([1.0, 2.0, 4.0], [0.02, 0.06, 0.3]) for name in names}}
+    paths = regime_figure(summary, curves, taus, measured, tmp_path / "regime")
+    assert all(p.exists() for p in paths)
+    labels = [t.get_text() for t in kept["fig"].axes[0].get_legend().get_texts()]
+    assert {"measured τ*, η = 0.5", "predicted τ*", "threshold 0.1", "measured, η = 0.5"} <= set(labels)
+    assert len(labels) == len(set(labels))
