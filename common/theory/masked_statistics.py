@@ -169,7 +169,7 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         self.scheme = scheme
         pi, (mu, kappa, rho) = scheme.mask_prob, scheme.split
         self.pi, self.mu, self.kappa, self.rho = pi, mu, kappa, rho
-        self.alpha = 1.0 - pi + pi * kappa                       # P(x̃_s = x_s) at an unselected-or-not position s
+        self.alpha = 1.0 - pi + pi * kappa                       # the weight of e_{x_s} in p_s: unselected, or shown as itself
         w = torch.zeros(vocab_size, dtype=dtype, device=self.device)  # w = μ e_MASK + ρ u
         w[:min(scheme.n_words, vocab_size)] = rho / scheme.n_words
         if scheme.mask_id >= 0:

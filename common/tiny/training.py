@@ -879,6 +879,18 @@ def final_summary(result: dict) -> list:
     return lines
 
 
+def checkpoint_model(tensors: dict, meta: dict) -> AttentionOnlyTransformer:
+    """The model a checkpoint holds (its tensors and sidecar metadata): the run's variant and model vocabulary
+    (a masked run's words + MASK), loaded from the model's tensors alone (the path-exact and optimiser
+    state left out); a checkpoint older than these records is the causal model of docs/theory.md §1."""
+    settings = dict(TRAJECTORY_DEFAULTS, **meta)
+    model = AttentionOnlyTransformer(meta.get("model_vocab_size", meta["vocab_size"]), meta["seq_len"],
+                                     meta["n_layers"], causal=settings["attention"] == "causal",
+                                     residual=settings["residual"], output=settings["output"])
+    model.load_state_dict(split_checkpoint(split_optimizer(tensors)[0])[0])
+    return model
+
+
 def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool = False):
     """(model, tokens, vocabulary, statistics, metadata) of a checkpoint and the data it was trained
     on (its recorded `data_dir` unless another is given), refusing data that does not match it.  The model
@@ -902,8 +914,7 @@ def load_run(checkpoint, data_dir: str = "", device: str = "cpu", progress: bool
                         f"on; pass the --data_dir it was trained on")
     if cfg.objective == "masked":   # the model's vocabulary: the words + MASK (the name the run recorded)
         vocabulary = list(vocabulary) + [meta.get("mask_token") or free_mask_token(vocabulary)]
-    model = build_model(replace(cfg, init_std=0.0), len(vocabulary))
-    model.load_state_dict(split_checkpoint(split_optimizer(tensors)[0])[0])
+    model = checkpoint_model(tensors, meta)
     proc = Processes(0, 1, resolve_device(device))
     model.to(proc.device)
     return model, tokens, vocabulary, statistics_of(tokens, cfg, len(vocabulary), proc), meta

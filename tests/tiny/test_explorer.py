@@ -243,5 +243,5 @@ def test_browser_masked_page_labels_the_mask_row(browser, run, loaded, tmp_path)
     page = tmp_path / "masked.html"
     page.write_text(explorer_page(data), encoding="utf-8")
     dom = browse(page, "token=<mask>", tmp_path)
-    assert "&lt;mask&gt; (MASK)" in dom and dom.count("MASK is never an output") == 2
+    assert "&lt;mask&gt; (MASK)" in dom and dom.count('class="cut">MASK is never an output') == 2
     assert 'data-map="attention_map"' in dom and 'data-map="bigram"' in dom
