@@ -37,9 +37,9 @@ from typing import Iterable, Optional
 import torch
 
 from common.theory.masking import MaskingScheme
+from common.theory.model import relative_position_index
 from common.theory.statistics import (CorpusStatistics, StatisticsAccumulator, _uses_sparse, two_passes)
-
-VARIANTS = ("residual", "identity")
+from common.theory.weight_kinds import VARIANTS
 
 
 def _check_variant(variant: str, keep) -> None:
@@ -56,12 +56,6 @@ def _chunks(chunk_size: int, *tensors):
         raise ValueError(f"no sequences were given: the corpus is empty (tokens of shape {tuple(tensors[0].shape)})")
     N = tensors[0].shape[0]
     return lambda: (tuple(t[i:i + chunk_size] for t in tensors) for i in range(0, N, chunk_size))
-
-
-def _signed_offsets(T: int, device) -> torch.Tensor:
-    """[T, T] index t − s + T − 1 of the position map's entry for query t and key s."""
-    ar = torch.arange(T, device=device)
-    return ar[:, None] - ar[None, :] + (T - 1)
 
 
 # -- one corruption draw --------------------------------------------------------------------------
@@ -117,7 +111,7 @@ class MaskedStatisticsAccumulator(StatisticsAccumulator):
         dS = M.sub_(M.mean(1, keepdim=True)).div_(T)                 # J = (1/T)(I − 11ᵀ/T) on each row
         self.attention_sum.index_add_(0, self._pair_index(x_query[:, None].expand_as(keys), keys, outside),
                                       dS.view(-1))
-        self.position_sum.index_add_(0, _signed_offsets(T, self.device)[t].view(-1), dS.view(-1))
+        self.position_sum.index_add_(0, relative_position_index(T, self.device, causal=False)[t].view(-1), dS.view(-1))
 
 
 def masked_statistics(x_tilde: torch.Tensor, y: torch.Tensor, selected: torch.Tensor, vocab_size: int,
@@ -286,7 +280,7 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
         expected_key = alpha * M + (pi * omega)[:, :, None]
         expected_key.diagonal(dim1=1, dim2=2).copy_(nu)
         expected_key.sub_(((nu + s) / T)[:, :, None])
-        self.position_sum.index_add_(0, _signed_offsets(T, self.device).view(-1), expected_key.sum(0).view(-1))
+        self.position_sum.index_add_(0, relative_position_index(T, self.device, causal=False).view(-1), expected_key.sum(0).view(-1))
         del expected_key
         a = (alpha / T) * (pi * omega - s)
         b = (pi / T) * (alpha * (eta - own) + L * pi * omega - L * s)

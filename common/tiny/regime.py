@@ -214,6 +214,10 @@ def regime_figure(summary: dict, curves: dict, taus, measured: dict, stem) -> li
     shown_max = 2 * max(taus_measured or [max(taus)])
     radius = summary["radius"]["ratio"]
     for ax, kind in zip(axes[0], WEIGHT_KINDS):
+        if not curves[kind.name]:   # a kind this model variant does not train (W_O frozen to the identity)
+            ax.text(0.5, 0.5, f"{kind.name}: not trained in this model", ha="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
         for i, (lr, errors) in enumerate(measured.items()):
             if kind.name in errors:
                 color = f"C{i}"
@@ -343,10 +347,7 @@ def run_regime(cfg: RegimeConfig, log=None) -> dict:
         summary = regime_summary(cfg.threshold, coefficients, taus, measured, series, variant)
         summary["suggestion"] = suggestion(summary, cfg)
         write_json(Path(tmp) / "regime.json", summary)
-        # a kind the variant does not train gets an empty curve (W_O frozen to the identity)
-        curves = {kind: layers or {None: [None] * len(taus)}
-                  for kind, layers in predicted_curves(coefficients, taus, variant).items()}
-        regime_figure(summary, curves, taus, measured, Path(tmp) / "regime")
+        regime_figure(summary, predicted_curves(coefficients, taus, variant), taus, measured, Path(tmp) / "regime")
         (Path(tmp) / "regime.md").write_text(regime_markdown(summary, lrs, cfg.n_layers), encoding="utf-8")
     return dict(summary, seconds_per_step=seconds / max(steps, 1))
 

@@ -768,7 +768,8 @@ def resume_command(out_dir, cfg: TrainConfig = None) -> str:
     --max_steps, without which the continued run would train on to the end of the schedule."""
     import shlex
     import sys
-    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "tiny_self_attn_natural.py"
+    script = Path(sys.argv[0]).name if sys.argv else ""
+    script = script if script.startswith("tiny_self_attn_") else "tiny_self_attn_natural.py"   # (not pytest's)
     command = f"python {script} --out_dir={shlex.quote(str(out_dir))} --resume=True"
     defaults = TrainConfig.from_settings({})
     for name in ("max_steps", "device", "progress"):

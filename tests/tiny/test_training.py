@@ -2,6 +2,8 @@
 import json
 import math
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -458,3 +460,127 @@ def test_two_gloo_processes_match_one_masked(data_dir, tmp_path):
     for one, two in zip(logs_of(tmp_path / "one"), logs_of(tmp_path / "two")):
         assert one["loss"] == pytest.approx(two["loss"], abs=1e-6)
         assert one["layer_0_V_B_bar_Phi_bar"] == pytest.approx(two["layer_0_V_B_bar_Phi_bar"], abs=1e-6)
+
+
+# -- what a newcomer meets: Ctrl-C, the printed resume command, the plan and its warnings (issue 24) ----------
+def interrupted(trainer, lines) -> int:
+    """Run `trainer`, which a hook interrupts with Ctrl-C; the step of the checkpoint it saved."""
+    with pytest.raises(SystemExit) as stop:
+        trainer.run()
+    assert stop.value.code == 130
+    step = json.loads(checkpoint_paths(trainer.out_dir)[-1].with_suffix(".json").read_text())["step"]
+    assert f"interrupted at step {step};" in "\n".join(lines)
+    return step
+
+
+def sigint():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def calls(n: int, action):
+    """A hook that runs `action` at its n-th call."""
+    count = iter(range(1, 10**9))
+    return lambda *args: action() if next(count) == n else None
+
+
+@pytest.mark.parametrize("where", ["forward", "backward", "after the update"])
+def test_ctrl_c_during_a_step_stops_at_once_and_the_resumed_run_equals_the_uninterrupted(data_dir, tmp_path, where):
+    """Ctrl-C in step 7's forward or backward pass abandons that step (the optimiser has not touched a weight:
+    the checkpoint holds step 6); after the optimiser's update it completes step 7.  Either way the run
+    resumed from that checkpoint writes the uninterrupted run's log and weights."""
+    full, part, lines = tmp_path / "full", tmp_path / "part", []
+    train(config(data_dir, full))
+    trainer = Trainer(TrainConfig.from_settings(config(data_dir, part)), log=lines.append)
+    if where == "forward":
+        trainer.model.register_forward_hook(calls(7, sigint))
+    elif where == "backward":
+        trainer.model.layers[1].V.register_hook(calls(7, sigint))
+    else:
+        trainer.optimizer.register_step_post_hook(calls(7, sigint))
+    assert interrupted(trainer, lines) == (7 if where == "after the update" else 6)
+    train(config(data_dir, part, resume=True))
+    assert (part / "training_logs.json").read_text() == (full / "training_logs.json").read_text()
+    a, b = weights(full), weights(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_printed_resume_command_continues_the_interrupted_run_with_its_max_steps(data_dir, tmp_path):
+    """A --max_steps=10 run stopped at step 6: the command it prints, run as printed, stops at step 10."""
+    import runpy
+    import shlex
+
+    from common.config import override
+    out, lines = tmp_path / "run", []
+    trainer = Trainer(TrainConfig.from_settings(config(data_dir, out, max_steps=10)), log=lines.append)
+    trainer.model.register_forward_hook(calls(7, sigint))
+    assert interrupted(trainer, lines) == 6
+    command = shlex.split("\n".join(lines).split("Continue the run with:")[1].strip())
+    assert command[:2] == ["python", "tiny_self_attn_natural.py"] and "--max_steps=10" in command
+    block = runpy.run_path(str(ROOT / "tiny_self_attn_natural.py"))   # the script's settings, as it parses them
+    assert train(override(block, command[2:]))["step"] == 10
+    assert [e["step"] for e in json.loads((out / "training_logs.json").read_text())][-1] == 10
+
+
+def test_a_diverging_run_leaves_nothing_behind(data_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"the loss became nan at step \d+; lower --lr \(nothing of this run was kept"):
+        train(config(data_dir, out, lr=50.0))
+    assert not out.exists()
+    (tmp_path / "mine").mkdir()   # a folder the user made stays, empty as it was
+    with pytest.raises(UserError, match="lower --lr"):
+        train(config(data_dir, tmp_path / "mine", lr=50.0))
+    assert list((tmp_path / "mine").iterdir()) == []
+
+
+def test_the_plan_reports_the_statistics_and_an_estimate_that_counts_steps_and_log_points(data_dir, tmp_path):
+    lines = []
+    train(config(data_dir, tmp_path / "run", epochs=1, log_every=0.25), log=lines.append)
+    n = sum(length >= 17 for length in story_lengths(load_stories(data_dir)[0]))
+    steps = n // 8
+    assert lines[1].startswith(f"the corpus statistics of {n:,} sequences took ")
+    estimate = next(line for line in lines if line.startswith("one step took"))
+    logs_left = len(event_steps(0.25, steps, steps))    # every log point is at step 1 or later
+    assert f"the {steps - 1:,} steps and {logs_left} log points left take about" in estimate
+    step_s, log_s = (float(v) for v in re.findall(r"took ([\d.]+) s and a log point ([\d.]+) s", estimate)[0])
+    total = float(re.findall(r"take about ([\d.]+) s", estimate)[0])
+    assert total == pytest.approx((steps - 1) * step_s + logs_left * log_s, abs=0.05 + 0.005 * (steps + logs_left))
+    lines = []   # one step left: no "1 steps"
+    train(config(data_dir, tmp_path / "two", max_steps=2, log_every=0), log=lines.append)
+    assert "the 1 step and 1 log point left take about" in "\n".join(lines)
+
+
+def test_a_run_that_ends_far_before_the_early_regime_is_told_so_before_training(data_dir, tmp_path):
+    """The warning's rule (TAU_WARNING_FRACTION): the run's final τ = ηs moves no logit by a tenth of a nat,
+    τ · max|B̄| < 0.1, with B̄ the bigram statistic of the training sequences (brute force below)."""
+    from common.tiny.training import TAU_WARNING_FRACTION
+    tokens = torch.tensor([ids[:17] for ids in load_stories(data_dir)[0]["ids"] if len(ids) >= 17])
+    V = len(json.loads((data_dir / "vocabulary.json").read_text()))
+    x, y = tokens[:, :-1].flatten(), tokens[:, 1:].flatten()
+    bigram = torch.zeros(V, V, dtype=torch.float64)   # B̄ = (1/n) Σ_t x_tᵀ (e_{y_t} − 1/V)
+    bigram.index_put_((x, y), torch.ones(len(x), dtype=torch.float64), accumulate=True)
+    bigram -= torch.bincount(x, minlength=V).double()[:, None] / V
+    tau_one = 1 / float((bigram / len(x)).abs().max())
+    steps = 2 * (len(tokens) // 8)
+    slow, fine = 0.5 * TAU_WARNING_FRACTION * tau_one / steps, 2 * TAU_WARNING_FRACTION * tau_one / steps
+    lines = []
+    train(config(data_dir, tmp_path / "slow", lr=slow), log=lines.append)
+    warning = [line for line in lines if line.startswith("warning:")]
+    assert len(warning) == 1 and f"τ = 1/max|B̄| = {tau_one:.3g}:" in warning[0]
+    assert f"--tau={float(f'{tau_one / 2:.2g}'):g}" in warning[0] and "tiny_regime.py" in warning[0]
+    assert lines.index(warning[0]) < [i for i, line in enumerate(lines) if line.startswith("one step took")][0]
+    lines = []
+    train(config(data_dir, tmp_path / "fine", lr=fine), log=lines.append)
+    assert not any(line.startswith("warning:") for line in lines)
+
+
+def test_flushing_subnormal_floats_changes_no_logged_figure(data_dir, tmp_path, monkeypatch):
+    """At η = 0.005 from zero the products of V (∝ η²) and W, P (∝ η⁴) fall below float32's smallest normal
+    number: the CPU's flush of those (common.device.configure_numerics) must leave the log as it was."""
+    import common.tiny.training as training
+    from common.device import configure_numerics
+    train(config(data_dir, tmp_path / "flushed", lr=0.005, epochs=1))
+    monkeypatch.setattr(training, "configure_numerics",
+                        lambda *args: configure_numerics(*args, flush_denormal=False))
+    train(config(data_dir, tmp_path / "not", lr=0.005, epochs=1))
+    configure_numerics()
+    assert (tmp_path / "flushed" / "training_logs.json").read_text() == (tmp_path / "not" / "training_logs.json").read_text()
