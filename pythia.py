@@ -24,6 +24,8 @@ deviation and 95% t-interval over the models per revision, layer and similarity 
         --integrity_reference=main --output_dir=out/polypythia
     HF_HUB_OFFLINE=1 python pythia.py --revisions=step0,step512   # offline, from the Hugging Face cache
     python pythia.py --model_name=out/neox --revisions=all --dataset=synthetic --max_seq_len=64
+    python pythia.py '--model_name=google/multiberts-seed_{0..4}-step_{revision}' --revisions=0k,20k,40k
+                     # BERT (masked statistics): each revision a repository of its own (docs/pipelines.md §15)
 
 Several processes (revisions and models shared out across ranks; the files equal a one-process run's):
 

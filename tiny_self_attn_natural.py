@@ -41,6 +41,7 @@ output = "trained"              # trained: logits = h^L W_O; identity: logits = 
 optimizer = "sgd"               # sgd (plain, the theory's) or adam (Li, Li & Risteski's; path_exact then off)
 uniform_attention_steps = 0     # Li, Li & Risteski's first stage: W and P held at zero (attention uniform) for this
                                 # many optimiser steps while V and W_O train; then every weight trains
+path_exact = True               # log each weight against its path-exact prediction (docs/theory.md §10)
 log_every = 2.0                 # epochs between log points (fractions allowed)
 save_every = 10.0               # epochs between checkpoints (0: only at the end)
 keep_checkpoints = 2            # newest checkpoints kept

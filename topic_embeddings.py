@@ -6,6 +6,8 @@ Usage:
     python train_neox_checkpoints.py --dataset=lda --out_dir=out/lda_checkpoints   # Pythia-style, on LDA
     python topic_embeddings.py --model_name=out/lda_checkpoints                    # → out/topic_embeddings
     python topic_embeddings.py --model_name=ckpts --topics=topics.json --revisions=step0,step512
+    python train_neox_checkpoints.py --architecture=bert --dataset=lda --out_dir=out/bert_lda   # masked LM
+    python topic_embeddings.py '--model_name=out/bert_lda/seed0-step_{revision}'              # docs/theory.md §17
 --model_name: a local folder with one sub-folder per revision (or a hub name with --revisions), each
 loadable by transformers with its tokenizer; every word of the table must be one token of it.
 Writes --out_dir/{topic_embeddings.json, topic_embeddings.png/.pdf}.

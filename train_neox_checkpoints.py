@@ -137,8 +137,9 @@ def masked_loss(model, tok, batch, step_seed):
     if not selected.any():   # a batch with no selected position: select the first inner token of each window
         selected[:, 0] = True
     x_tilde = torch.cat([batch[:, :1], inner, batch[:, -1:]], dim=1)
-    logits = model(input_ids=x_tilde).logits[:, 1:-1]
-    return torch.nn.functional.cross_entropy(logits[selected], batch[:, 1:-1][selected])
+    hidden = model.bert(input_ids=x_tilde).last_hidden_state[:, 1:-1]
+    logits = model.cls(hidden[selected])          # the MLM head at the selected positions only (BERT's loss)
+    return torch.nn.functional.cross_entropy(logits, batch[:, 1:-1][selected])
 
 
 def train(family, tok, windows, run_seed, folder, run_device, config):

@@ -50,8 +50,8 @@ def demo_batches():
 
     from common.corpus.synthetic import generate_stories
     from common.corpus.tokenize import story_sequences, tokenize_natural
-    kept, vocabulary, _, _ = tokenize_natural(datasets.Dataset.from_dict({"text": generate_stories(n_stories, seed)}),
-                                              vocab_size=vocab_size, seq_len=seq_len)
+    texts = datasets.Dataset.from_dict({"text": generate_stories(n_stories, seed)})
+    kept, vocabulary, _, _ = tokenize_natural(texts, vocab_size=10**6, seq_len=seq_len)   # the corpus's whole vocabulary
     if len(vocabulary) == vocab_size:
         tokens = story_sequences(kept, seq_len, len(vocabulary))
     else:

@@ -196,15 +196,20 @@ def load_script(path):
     return module
 
 
-def inherit(config: dict, script: str) -> None:
+def inherit(config: dict, script: str, names=None) -> None:
     """Copy every hyperparameter of `script` (a file beside the calling script) into `config` (the
     calling script's globals()), with its annotation; --help lists them with the other script's
-    comments."""
+    comments.  `names`: only those (a script that shares part of another's block, e.g. its corpus)."""
     path = Path(config["__file__"]).resolve().with_name(script)
     module = vars(load_script(path))
-    for key in hyperparameter_names(module):
+    keys = hyperparameter_names(module)
+    unknown = sorted(set(names or ()) - keys)
+    if unknown:
+        raise UserError(f"{script} has no setting {', '.join(unknown)}")
+    for key in (keys if names is None else names):
         config[key] = module[key]
-    config.setdefault("__annotations__", {}).update(module.get("__annotations__", {}))
+        if key in module.get("__annotations__", {}):
+            config.setdefault("__annotations__", {})[key] = module["__annotations__"][key]
     config["__inherits__"] = str(path)
 
 

@@ -102,6 +102,12 @@ def test_a_script_inherits_every_setting_and_comment_of_another():
     config = {"__file__": str(ROOT / "tiny_tokenize_bpe.py")}
     inherit(config, "tiny_tokenize_natural.py")
     assert config["vocab_size"] == 3000 and config["__inherits__"].endswith("tiny_tokenize_natural.py")
+    part = {"__file__": str(ROOT / "topic_series.py")}            # a part of a block: only the names asked for
+    inherit(part, "pythia.py", names=("top_tokens", "dataset"))
+    assert {k for k in part if not k.startswith("_")} == {"top_tokens", "dataset"}
+    assert part["__annotations__"] == {"top_tokens": int | None}
+    with pytest.raises(UserError, match="pythia.py has no setting nope"):
+        inherit({"__file__": str(ROOT / "topic_series.py")}, "pythia.py", names=("nope",))
 
 
 def settings_classes():

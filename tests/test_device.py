@@ -34,3 +34,19 @@ def test_a_device_typo_is_one_line(tmp_path):
     result = run_script("tiny_causal.py", f"--out_dir={tmp_path}", "--device=cpuu", check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: unknown --device='cpuu'; use auto, cpu, cuda or cuda:N"]
+
+
+def test_subnormal_floats_are_flushed_on_the_cpu():
+    """float32's subnormal range (below 1.2e-38), where a CPU computes many times slower: configure_numerics
+    flushes it to zero by default (docs/benchmarks.md §5), and leaves it when asked."""
+    tiny, small = torch.tensor([1e-30]), torch.tensor([1e-10])
+    try:
+        if not torch.set_flush_denormal(True):
+            pytest.skip("this CPU cannot flush subnormal floats")
+        configure_numerics(True, flush_denormal=False)
+        assert float(tiny * small) == pytest.approx(1e-40, rel=1e-2)      # a subnormal float32
+        configure_numerics(True)
+        assert float(tiny * small) == 0.0
+        assert float(torch.tensor([1e-20]) * small) == pytest.approx(1e-30)   # normal numbers are untouched
+    finally:
+        torch.set_flush_denormal(False)   # torch's own start state

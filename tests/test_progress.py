@@ -40,3 +40,16 @@ def test_a_bar_on_a_terminal_is_tqdms_own():
     assert not isinstance(bar, LogLines)
     list(bar)
     assert "\r" in screen.getvalue()                              # redrawn in place, as tqdm does
+
+
+def test_a_log_bar_of_unknown_length_writes_no_empty_first_line():
+    """A pass over a generator (the statistics passes) has no length: its first frame, "0it [00:00, ?it/s]",
+    says nothing and is not written; the frames with counts are."""
+    log = io.StringIO()
+    for _ in progress_bar((i for i in range(3)), desc="statistics pass 1", file=log, leave=False):
+        pass
+    assert "0it" not in log.getvalue()
+    log = io.StringIO()
+    for _ in progress_bar((i for i in range(3)), desc="pass", file=log, mininterval=0):
+        pass
+    assert [line.split(" [")[0] for line in log.getvalue().splitlines()] == ["pass: 1it", "pass: 2it", "pass: 3it"]

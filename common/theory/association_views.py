@@ -24,17 +24,22 @@ least `min_count` times, are shown.  One function (`LiftSupport.lift_lower`) dec
 and the strongest-pairs table reads the B̄ rows it makes, so the table's pair a → b is the top partner of
 a's B̄ row, with the same value.
 
-    lift⁻[a, b] = X[a, b] / (P̂(a) P̂(b)^p) · (1 − z / √N[a, b]),   z = LIFT_Z = 2,
+    lift⁻[a, b] = X[a, b] / (P̂(a) D[b]) · (1 − z / √N[a, b]),   z = LIFT_Z = 2,
 
 shown when X[a, b] > 0, N[a, b] > z² and both tokens are seen `min_count` times.  X is the map (a
 statistic, or a trained weight that learns it); the frequencies are those of each axis — a token's count
 as an input for B̄'s rows, (B̄Φ̄)ᵀ and Q̄, as an output for B̄'s columns, Σ_B and Φ̄'s rows (they differ at
 the sequence ends: a name that ends its sequences, like `galindo` in `Patch by Pablo Galindo`, is an
-output far more often than an input).  p = 1, except p = 2 for Q̄ (and W, which learns it): its entry for
-query a and key b sums the attention-score gradient over the co-occurrences of a and b (one P̂(a) P̂(b)),
-and each of those gradients carries the value written by key b, M[t,s] = Ḡ[b, y_t] − …, whose size grows
-with P̂(b) as the value map's row b does (a second P̂(b)).  Either way a partner's lift no longer grows
-with its frequency, so `,` and `the` do not lead every row just by being frequent.
+output far more often than an input).  The divisor is the map's size when the tokens are independent
+(the context of the next token, the next token of the input): P̂(a) P̂(b) for B̄, Σ_B and Φ̄ (and W_O);
+P̂(k) P̂(i) s_i for (B̄Φ̄)ᵀ (and V), s_i = Σ_j P̂(y=j | x=i) P̂(y=j) the mean frequency of i's successors
+— the entry sums Φ̄[j, k] B̄[i, j] over the successors j of i, each of size P̂(j) under independence, so
+without s_i the tokens followed by one frequent token (`by <unk>`, `garbage collector`) lead every row;
+and P̂(a) P̂(b)² for Q̄ (and W): its entry for query a and key b sums the attention-score gradient over
+the co-occurrences of a and b (one P̂(a) P̂(b)), and each of those gradients carries the value written
+by key b, M[t,s] = Ḡ[b, y_t] − …, whose size grows with P̂(b) as the value map's row b does (a second
+P̂(b)).  Either way a partner's lift no longer grows with its frequency, so `,` and `the` do not lead
+every row just by being frequent.
 
 N[a, b] is the entry's effective number of supporting pairs, (entry / its standard error)², with every
 count it is built from taken as Poisson (variance = count) and the products' errors by the delta method,
@@ -85,6 +90,9 @@ VIEWS = PAGE_VIEWS + ("lift",)                # the report's and the tiny explor
 MIN_COUNT = 10   # a token must occur at least this often (on its axis) to have a lift row or be a lift partner
 LIFT_Z = 2.0     # the lift is discounted by this many standard deviations of the counts it rests on
 LIFT_KEY_POWER = {"attention_map": 2}   # the power of P̂(b) in the lift's divisor (module docstring); others 1
+# the lift's divisor D[b] as a page column names it (module docstring; s_b: the mean frequency of b's successors)
+LIFT_DIVISOR_TEXT = {"bigram": "÷ P̂(a) P̂(b)", "interchangeability": "÷ P̂(a) P̂(b)", "context": "÷ P̂(a) P̂(b)",
+                     "value_map": "÷ P̂(a) P̂(b) s_b", "attention_map": "÷ P̂(a) P̂(b)²"}
 # the axis (input or output token) of each statistic's rows and columns
 AXES = {"bigram": ("input", "output"), "interchangeability": ("output", "output"), "context": ("output", "input"),
         "value_map": ("input", "input"), "attention_map": ("input", "input")}
@@ -94,7 +102,8 @@ VIEW_TEXT = {
     "both": "raw entry, then in parentheses the entry divided by the frequency P̂(x=a) of a "
             "(for B̄: P̂(y=b | x=a) − 1/V)",
     "lift": "the discounted lift lift⁻: entries divided by the frequencies of both tokens, P̂(a) P̂(b) (for Q̄ "
-            "and W: P̂(a) P̂(b)², the key's frequency entering once more through the size of its value), times "
+            "and W: P̂(a) P̂(b)², the key's frequency entering once more through the size of its value; for "
+            "(B̄Φ̄)ᵀ and V: P̂(a) P̂(b) s_b, s_b the mean frequency of b's successors), times "
             f"1 − {LIFT_Z:g}/√N, N the entry's effective number of supporting pairs in the corpus; only partners "
             f"with a positive lift⁻, of tokens seen at least {MIN_COUNT} times, are shown (for B̄: the pair's "
             "lift⁻ = (c − 2√c) / (n P̂(a) P̂(b)), c its count, as in the strongest associations)",
@@ -234,19 +243,28 @@ class LiftSupport:
 
     def lift_lower(self, matrix_rows: torch.Tensor, field: str, rows) -> torch.Tensor:
         """lift⁻ of rows `rows` of a map lining up with statistic `field` (`matrix_rows`, those rows: the
-        statistic, or a trained weight that learns it): X / (P̂(a) P̂(b)^p) · (1 − z/√N), −inf where not shown
+        statistic, or a trained weight that learns it): X / (P̂(a) D[b]) · (1 − z/√N), −inf where not shown
         (X ≤ 0, N ≤ z², or a token seen fewer than min_count times): the one rule of every lift row."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         row_axis, column_axis = AXES[field]
         X = _cpu(matrix_rows)
         row_frequency = self.counts[row_axis][rows] / self.n
-        column_frequency = (self.counts[column_axis] / self.n) ** lift_key_power(field)
-        divisor = row_frequency[:, None] * column_frequency[None, :]
+        divisor = row_frequency[:, None] * self.column_divisor(field)[None, :]
         support = self.support(field, rows)
         shown = self.eligible(field, rows) & (X > 0) & (support > self.z ** 2) & (divisor > 0)
         discount = 1 - self.z / support.clamp_min(1e-300).sqrt()
         lifted = X / torch.where(divisor > 0, divisor, torch.ones_like(divisor)) * discount
         return torch.where(shown, lifted, torch.full_like(lifted, -float("inf")))
+
+    def column_divisor(self, field: str) -> torch.Tensor:
+        """[V] what the lift divides column b of statistic `field` by (module docstring): P̂(b)^p on b's
+        axis; for (B̄Φ̄)ᵀ, P̂(x=i) s_i = Σ_j P̂(x=i, y=j) P̂(y=j), the frequency of i weighted by that of
+        its successors (the value map's size under independence of context and next token)."""
+        if field == "value_map":
+            if "successor" not in self._memo:
+                self._memo["successor"] = (self._matrix("pairs") / self.n) @ (self.counts["output"] / self.n)
+            return self._memo["successor"]
+        return (self.counts[AXES[field][1]] / self.n) ** lift_key_power(field)
 
     def statistic_lift_lower(self, field: str, rows) -> torch.Tensor:
         """lift⁻ of rows `rows` of the statistic `field` itself (module docstring): of the pair P̂(x=a, y=b)

@@ -36,7 +36,7 @@ from common.theory.model import AttentionOnlyTransformer
 from common.theory.path_exact import split_checkpoint
 from common.tiny.training import RunCallback
 from common.page import encode_partners, page_html, partner_table, rows_on_page, write_page
-from common.theory.association_views import (MIN_COUNT, VIEWS, LiftSupport, check_view, lift_key_power,
+from common.theory.association_views import (LIFT_DIVISOR_TEXT, MIN_COUNT, VIEWS, LiftSupport, check_view, lift_key_power,
                                               output_axis_fields, strongest_association_tokens, strongest_pair_table,
                                               token_frequency)
 from common.theory.weight_kinds import KIND, TOKEN_STATISTICS, parse_log_key
@@ -181,7 +181,7 @@ def explorer_data(stats, vocabulary: list, checkpoints: list, logs: list, top: i
             "rows": None if n_rows == V else rows.tolist(), "notes": notes,
             "frequency": [_rounded(f, 6) for f in frequency.tolist()], "n_positions": int(stats.n_positions),
             "min_count": MIN_COUNT, "lift_key_power": {s.field: lift_key_power(s.field) for s in TOKEN_STATISTICS},
-            "mask_id": mask_id, "no_row": list(output_axis_fields(rows=True)),
+            "lift_divisor": LIFT_DIVISOR_TEXT, "mask_id": mask_id, "no_row": list(output_axis_fields(rows=True)),
             "statistics": statistics, "checkpoints": trained, "curves": curve_data(logs),
             "strongest": [[r["a"], r["b"], _rounded(r["conditional"]), _rounded(r["lift"]),
                            _rounded(r["lift_lower"]), r["pairs"], r["count"]]

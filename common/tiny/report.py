@@ -123,6 +123,11 @@ def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top
                 "the strongest pair of a token heads its B̄ row."
                 if view == "lift" else "The order of the partners is the same in the raw, normalised and "
                 "both views (a row is divided by one number); `--report_view=lift` ranks them by lift."), ""]
+    if mask_id is not None:
+        lines += [f"Masked run: the model reads the words with some replaced by {_cell(vocabulary[mask_id])} (MASK), "
+                  "and predicts the word at each masked position; B̄ and W_O read a → the word at a's position "
+                  "(a: MASK, a random word or the word itself). MASK is never an output: it has no Σ_B or Φ̄ row "
+                  "and is no partner of B̄, W_O or Σ_B.", ""]
     if missing:
         lines += [f"Not in the vocabulary: {', '.join(missing)}.", ""]
     lines += [unknown_token_line(vocabulary, tokens), ""]

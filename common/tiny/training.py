@@ -20,8 +20,12 @@ attention-only transformer, tracking how each weight lines up with its leading-t
               association report, the explorer page, topic measures) hooks in as a `RunCallback`
               that the script passes to `train` — the scripts decide what a run writes.
     clock     the theory's natural clock is τ = ηs: `tau > 0` trains until ηs reaches it instead of
-              for `epochs`; before training the trainer reports the sequences, the steps and, after the
-              first step, its measured time and the estimated time of the run (through `log`)
+              for `epochs`; before training the trainer reports the sequences, the steps, the time of
+              the corpus statistics and a warning when τ ends far before the early regime could end
+              (TAU_WARNING_FRACTION), and after the first step the measured time of a step and of a log
+              point and the estimated time of the run (through `log`)
+    Ctrl-C    stops within about a second, abandoning a step whose update has not begun (InterruptFlag);
+              the checkpoint it saves continues exactly, with the command printed to continue it
 """
 import contextlib
 import hashlib
@@ -55,7 +59,6 @@ TRAJECTORY_KEYS = ("vocab_size", "seq_len", "n_layers", "init_std", "lr", "globa
 class TrainConfig(Settings, script="tiny_self_attn_natural.py"):
     """The trainer's settings: every setting of tiny_self_attn_natural.py's hyperparameter block, whose
     defaults, types and comments they are (common/config.py `Settings`: no second copy here)."""
-    path_exact: bool = True
 
 
 class RunCallback:
@@ -825,8 +828,9 @@ def too_few_sequences(n: int, cfg: TrainConfig, world: int) -> str:
                       f"of {summary['stories_in']:,} stories for a rarer token)")
     levers.append(f"--batch_size={max(1, n // (cfg.grad_accum * world))} or lower" if n >= cfg.grad_accum * world
                   else "a smaller --batch_size")
-    return (f"{n} training sequences are fewer than one global batch ({cfg.batch_size} × {cfg.grad_accum} "
-            f"accumulation × {world} processes = {batch}); levers, most effective first: " + "; ".join(levers))
+    return (f"{_count(n, 'training sequence')} {'is' if n == 1 else 'are'} fewer than one global batch "
+            f"({cfg.batch_size} × {cfg.grad_accum} accumulation × {world} process{'es' if world > 1 else ''} "
+            f"= {batch}); levers, most effective first: " + "; ".join(levers))
 
 
 # settings a resumed run takes from the command line, not from the run's saved config.json; of the

@@ -34,6 +34,9 @@ DEMOS = {
                     ["pythia.py", "--model_name={out}/pythia/checkpoints", "--revisions=all", "--dataset=synthetic",
                      "--n_examples=4000", "--max_seq_len=64", "--output_dir={out}/pythia/results",
                      "--cache_dir={out}/pythia/cache"],
+                    *[["pythia_per_head.py", "--model_name={out}/pythia/checkpoints", "--revisions=all",
+                       f"--target_layer={layer}", "--dataset=synthetic", "--n_examples=4000", "--max_seq_len=64",
+                       "--output_dir={out}/pythia/results", "--cache_dir={out}/pythia/cache"] for layer in (0, 1)],
                     # and the comparison with the projections' biases docs/results.md §4 quotes beside it
                     ["pythia.py", "--model_name={out}/pythia/checkpoints", "--revisions=all", "--dataset=synthetic",
                      "--n_examples=4000", "--max_seq_len=64", "--output_dir={out}/pythia/results_bias",
@@ -183,6 +186,12 @@ for _measure in PYTHIA_FILES:
             READERS[f"pythia.{_measure}.layer{_layer}.step{_step}"] = (
                 lambda m, l, s: lambda out: _pythia(out, m, l, f"step{s}"))(_measure, _layer, _step)
 for _layer in (0, 1):
+    for _head in range(4):
+        for _step in (64, 128, 512, 1000, 2000):
+            READERS[f"pythia.head.layer{_layer}.head{_head}.step{_step}"] = (
+                lambda l, h, s: lambda out: _json(out / "pythia" / "results" / f"revision_step{s}" / f"layer_{l}"
+                                                  / "per_head_results.json")[f"head_{h}"]["cosine_similarity"])(
+                _layer, _head, _step)
     for _step in (0, 8, 64, 512, 1000, 2000):
         READERS[f"pythia_bias.attention.layer{_layer}.step{_step}"] = (
             lambda l, s: lambda out: _pythia(out, "attention", l, f"step{s}", "results_bias"))(_layer, _step)

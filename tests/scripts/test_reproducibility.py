@@ -2,6 +2,7 @@
 bytes, and a run killed with SIGKILL (or stopped with Ctrl-C) right after its first checkpoint and
 resumed with only `--out_dir --resume=True` ends with the log of the uninterrupted run."""
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -87,9 +88,11 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data, uninterrupted, t
     out = tmp_path / "interrupted"
     code, printed = stop_after_first_checkpoint(data, out, signal.SIGINT)
     assert code == 130 and "Traceback" not in printed, printed
-    # the exact command that continues the run, as printed: run it
-    command = printed.split("Continue the run with:")[1].split()[:4]
-    assert command == ["python", "tiny_self_attn_natural.py", f"--out_dir={out}", "--resume=True"], printed
+    # the exact command that continues the run, as printed (with the settings of the interrupted
+    # invocation that config.json does not carry over): run it whole
+    command = shlex.split(printed.split("Continue the run with:")[1].strip().splitlines()[0])
+    assert command == ["python", "tiny_self_attn_natural.py", f"--out_dir={out}", "--resume=True",
+                       "--device=cpu", "--progress=False"], printed
     done = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True,
                           env=default_threads_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -105,7 +108,7 @@ def test_an_explicit_setting_that_disagrees_with_the_run_is_refused(data, uninte
 
 # a masked run (docs/theory.md §16) with Adam and a uniform-attention stage: its corruption is redrawn from
 # (seed, epoch, step) and Adam's moments come back from the checkpoint
-MASKED = ["--objective=masked", "--optimizer=adam", "--lr=0.01", "--uniform_attention_steps=3"]
+MASKED = ["--objective=masked", "--optimizer=adam", "--lr=0.01", "--uniform_attention_steps=3", "--n_layers=1"]
 
 
 def test_a_masked_adam_run_killed_and_resumed_equals_the_uninterrupted_one(data, tmp_path):

@@ -145,3 +145,21 @@ def test_benchmarks_run_at_tiny_sizes_without_datasets():
     assert "statistics (float64) of 4 sequences" in result.stdout
     result = run("benchmarks/train_bench.py", "--vocab_size=30", "--seq_len=8", "--batch_size=2", "--repeats=1")
     assert "speed-up ours/naive" in result.stdout
+
+
+@pytest.mark.slow   # four fresh processes (about 15 s on an idle machine, a minute under load)
+def test_lr_step_benchmark_runs_at_a_tiny_size():
+    """benchmarks/lr_step_bench.py: four settings (two learning rates, denormal flushing off and on), each
+    timed in a fresh process, the ratios and the comparison of the weights printed."""
+    result = run("benchmarks/lr_step_bench.py", "--vocab_size=30", "--seq_len=8", "--batch_size=4", "--steps=2",
+                 "--rounds=1", "--n_stories=50")
+    lines = result.stdout.splitlines()
+    assert [line.split()[:3] for line in lines if "ratio" in line] == [["denormal", "flushing", "off"],
+                                                                      ["denormal", "flushing", "on"]]
+    assert sum("weights after 2 steps with flushing on and off" in line for line in lines) == 2
+
+
+def test_the_tokenizers_help_names_every_kind_of_data():
+    for script in ("tiny_tokenize_natural.py", "tiny_tokenize_bpe.py"):
+        text = run(script, "--help").stdout
+        assert "synthetic" in text and "lda" in text, script

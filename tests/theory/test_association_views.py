@@ -95,8 +95,9 @@ def test_normalised_view_is_each_row_divided_by_the_frequency(markov_stats):
 
 def brute_force_lift(x, y, stats, field, matrix, min_count, z=2.0):
     """lift⁻ [V, V] of `matrix` lining up with statistic `field` (module docstring of association_views),
-    every count and effective support N by Python loops over tokens and pairs: X / (P̂(a) P̂(b)^p) ·
-    (1 − z/√N) where X > 0, N > z² and both tokens are seen min_count times on their axes, else −inf."""
+    every count and effective support N by Python loops over tokens and pairs: X / (P̂(a) D[b]) ·
+    (1 − z/√N) where X > 0, N > z² and both tokens are seen min_count times on their axes, else −inf;
+    D[b] = P̂(b), P̂(b)² for Q̄, Σ_j P̂(b, j) P̂(y=j) for (B̄Φ̄)ᵀ."""
     V, n = stats.bigram.shape[0], x.numel()
     inputs, pairs = brute_force_counts(x, y, V)
     outputs = [sum(pairs[a][b] for a in range(V)) for b in range(V)]
@@ -107,6 +108,9 @@ def brute_force_lift(x, y, stats, field, matrix, min_count, z=2.0):
                              "context": ("output", "input"), "value_map": ("input", "input"),
                              "attention_map": ("input", "input")}[field]
     power = 2 if field == "attention_map" else 1
+    divisor = [(counts[column_axis][b] / n) ** power for b in range(V)]
+    if field == "value_map":          # the frequency of b weighted by that of its successors
+        divisor = [sum(pairs[b][j] / n * outputs[j] / n for j in range(V)) for b in range(V)]
     out = torch.full((V, V), -float("inf"), dtype=torch.float64)
     for a in range(V):
         for b in range(V):
@@ -126,7 +130,7 @@ def brute_force_lift(x, y, stats, field, matrix, min_count, z=2.0):
                 N = 1 / (1 / f[a][b] + 1 / inputs[b]) if f[a][b] > 0 and inputs[b] > 0 else 0.0
             X = float(matrix[a, b])
             if (counts[row_axis][a] >= min_count and counts[column_axis][b] >= min_count and X > 0 and N > z * z):
-                out[a, b] = X / ((counts[row_axis][a] / n) * (counts[column_axis][b] / n) ** power) * (1 - z / math.sqrt(N))
+                out[a, b] = X / ((counts[row_axis][a] / n) * divisor[b]) * (1 - z / math.sqrt(N))
     return out
 
 

@@ -245,3 +245,28 @@ def test_browser_masked_page_labels_the_mask_row(browser, run, loaded, tmp_path)
     dom = browse(page, "token=<mask>", tmp_path)
     assert "&lt;mask&gt; (MASK)" in dom and dom.count('class="cut">MASK is never an output') == 2
     assert 'data-map="attention_map"' in dom and 'data-map="bigram"' in dom
+
+
+@pytest.mark.slow
+def test_masked_run_writes_report_and_page_with_the_mask_row(tmp_path):
+    """A masked run of the trainer (--objective=masked, docs/theory.md §16): associations.md heads MASK's
+    section "`<mask>` (MASK)"; explorer.html marks MASK (the last id) and never offers it as a B̄ or W_O
+    partner; tiny_explore.py rebuilds the page from the masked checkpoints (their variant and vocabulary)."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    run_script("tiny_tokenize_natural.py", "--data=synthetic", "--n_stories=300", f"--out_dir={data}")
+    training = run_script("tiny_self_attn_natural.py", f"--data_dir={data}", f"--out_dir={out}", "--objective=masked",
+                          *TRAIN).stdout
+    assert f"association explorer: {out / 'explorer.html'}" in training and "association report:" in training
+    report = (out / "associations.md").read_text(encoding="utf-8")
+    assert "## `<mask>` (MASK)" in report and "MASK is never an output: no row" in report
+    data_page = embedded(out / "explorer.html")
+    V = len(data_page["vocabulary"])
+    assert data_page["vocabulary"][-1] == "<mask>" and data_page["mask_id"] == V - 1
+    ids, _ = decode_table(data_page["statistics"][0]["table"], V)
+    assert not (ids == V - 1).any()
+    weights = {w["key"]: w for w in data_page["checkpoints"][-1]["weights"]}
+    ids, _ = decode_table(weights["W_O_B_bar"]["table"], V)
+    assert not (ids == V - 1).any()
+    again = tmp_path / "again.html"
+    run_script("tiny_explore.py", f"--out_dir={out}", f"--output={again}", "--progress=False")
+    assert again.read_bytes() == (out / "explorer.html").read_bytes()
