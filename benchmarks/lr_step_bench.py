@@ -51,11 +51,12 @@ def demo_batches():
     from common.corpus.synthetic import generate_stories
     from common.corpus.tokenize import story_sequences, tokenize_natural
     texts = datasets.Dataset.from_dict({"text": generate_stories(n_stories, seed)})
-    kept, vocabulary, _, _ = tokenize_natural(texts, vocab_size=10**6, seq_len=seq_len)   # the corpus's whole vocabulary
+    kept, vocabulary, _, _ = tokenize_natural(texts, vocab_size=10**6, seq_len=seq_len)   # its whole vocabulary
     if len(vocabulary) == vocab_size:
         tokens = story_sequences(kept, seq_len, len(vocabulary))
     else:
-        tokens = torch.randint(vocab_size, (steps * batch_size, seq_len + 1), generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(vocab_size, (steps * batch_size, seq_len + 1), generator=generator)
     order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))
     tokens = tokens[order].long().to(device)
     return [tokens[(k * batch_size) % len(tokens):][:batch_size] for k in range(steps)]

@@ -246,9 +246,8 @@ class LiftSupport:
         statistic, or a trained weight that learns it): X / (P̂(a) D[b]) · (1 − z/√N), −inf where not shown
         (X ≤ 0, N ≤ z², or a token seen fewer than min_count times): the one rule of every lift row."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        row_axis, column_axis = AXES[field]
         X = _cpu(matrix_rows)
-        row_frequency = self.counts[row_axis][rows] / self.n
+        row_frequency = self.counts[AXES[field][0]][rows] / self.n
         divisor = row_frequency[:, None] * self.column_divisor(field)[None, :]
         support = self.support(field, rows)
         shown = self.eligible(field, rows) & (X > 0) & (support > self.z ** 2) & (divisor > 0)

@@ -26,12 +26,24 @@ attention-only transformer, tracking how each weight lines up with its leading-t
               point and the estimated time of the run (through `log`)
     Ctrl-C    stops within about a second, abandoning a step whose update has not begun (InterruptFlag);
               the checkpoint it saves continues exactly, with the command printed to continue it
+    masked    `objective="masked"` (docs/theory.md §16): the first T tokens of each sequence, x = y; MASK
+              appended to the vocabulary as the last id (the name the data folder records); step k of
+              epoch e corrupts its whole global batch, in global order, with a generator seeded by
+              mask_seed(seed, e, k) (BLAKE2b of "mask:{seed}:{e}:{k}"), and each micro-batch takes its
+              rows, so every epoch redraws and a resumed run redraws exactly; the loss is the mean CE
+              over the selected positions of the global batch (masked_step).  Statistics: §16's (their
+              expectation over the corruption), computed whole on every process
+    variants  `attention` (causal or all positions), `residual`, `output` (trained W_O or identity),
+              `optimizer` (sgd, or adam with its moments saved beside each checkpoint: optimizer_path),
+              `uniform_attention_steps` (W and P held at zero — their gradients dropped — for the first
+              steps).  Leading-term cosines are logged where a theory exists (`Trainer.theory`); every
+              combination trains
 """
 import contextlib
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -49,6 +61,7 @@ from common.theory.weight_kinds import parse_log_key
 
 LOG_FILE = "training_logs.json"
 CHECKPOINT_DIR = "checkpoints"
+OPTIMIZER_FILE = "optimizer_"   # checkpoints/optimizer_XXXXXXXX.safetensors: a non-SGD optimiser's state (optimizer_path)
 # settings that must agree between a checkpoint and the run resuming from it
 TRAJECTORY_KEYS = ("vocab_size", "seq_len", "n_layers", "init_std", "lr", "global_batch", "seed",
                    "steps_per_epoch", "stats_sequences", "data_fingerprint", "vocabulary_sha256",
@@ -191,8 +204,9 @@ def check_same_run(meta: dict, run: dict, path) -> None:
 
 
 # -- the objective, the model and the optimiser (docs/theory.md §16) --------------------------------
-OBJECTIVES, ATTENTIONS, OUTPUTS, OPTIMIZERS = ("causal", "masked"), ("auto", "causal", "all"), OUTPUTS, ("sgd", "adam")
-OPTIMIZER_PREFIX = "optimizer."   # the optimiser's state (Adam's moments) in a checkpoint beside the model's
+OBJECTIVES = ("causal", "masked")       # next-token prediction (the paper) or masked language modelling
+ATTENTIONS = ("auto", "causal", "all")  # OUTPUTS (trained, identity) are the model's
+OPTIMIZERS = ("sgd", "adam")
 # trajectory settings added after the first runs: a checkpoint that lacks one was trained with this value
 _MASKING_DEFAULTS = {f.name: f.default for f in fields(MaskingScheme)}
 TRAJECTORY_DEFAULTS = {"objective": "causal", "mask_prob": _MASKING_DEFAULTS["mask_prob"],
@@ -255,17 +269,24 @@ def make_optimizer(cfg: TrainConfig, model):
     return torch.optim.SGD(model.parameters(), lr=cfg.lr)
 
 
-def optimizer_tensors(model, optimizer, prefix: str = OPTIMIZER_PREFIX) -> dict:
-    """The optimiser's per-parameter state as named tensors (`optimizer.layers.0.V.exp_avg`, …): empty for
-    plain SGD; for Adam its step count and moments, for the parameters that have trained so far."""
+def optimizer_path(checkpoint) -> Path:
+    """Where the optimiser state of a checkpoint lies: `checkpoints/optimizer_XXXXXXXX.safetensors` beside
+    `step_XXXXXXXX.safetensors`, so the checkpoint itself holds the model (and path-exact state) alone."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(OPTIMIZER_FILE + checkpoint.name[len("step_"):])
+
+
+def optimizer_tensors(model, optimizer) -> dict:
+    """The optimiser's per-parameter state as named tensors (`layers.0.V.exp_avg`, …): empty for plain
+    SGD; for Adam its step count and moments, for the parameters that have trained so far."""
     names = {id(p): name for name, p in model.named_parameters()}
-    return {f"{prefix}{names[id(p)]}.{key}": (value if torch.is_tensor(value) else torch.tensor(value)).detach().clone()
+    return {f"{names[id(p)]}.{key}": (value if torch.is_tensor(value) else torch.tensor(value)).detach().clone()
             for p, state in optimizer.state.items() for key, value in state.items()}
 
 
 def load_optimizer_tensors(model, optimizer, tensors: dict) -> None:
-    """Restore what `optimizer_tensors` saved (names without the prefix); the step counts stay on the CPU
-    (torch's non-capturable Adam keeps them there), the moments go to their parameter's device."""
+    """Restore what `optimizer_tensors` saved; the step counts stay on the CPU (torch's non-capturable
+    Adam keeps them there), the moments go to their parameter's device."""
     parameters = dict(model.named_parameters())
     for name, value in tensors.items():
         parameter, _, key = name.rpartition(".")
@@ -273,12 +294,6 @@ def load_optimizer_tensors(model, optimizer, tensors: dict) -> None:
             raise UserError(f"the checkpoint's optimiser state names {parameter!r}, which this model does not have")
         target = parameters[parameter]
         optimizer.state[target][key] = value.clone() if key == "step" else value.to(target.device).clone()
-
-
-def split_optimizer(tensors: dict):
-    """(the other tensors, the optimiser's state without its prefix) of a checkpoint's tensors."""
-    state = {k[len(OPTIMIZER_PREFIX):]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
-    return {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}, state
 
 
 def all_positions_statistics(chosen: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
@@ -299,7 +314,8 @@ def all_positions_statistics(chosen: torch.Tensor, cfg: TrainConfig, vocab_size:
 
 def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
     """docs/theory.md §2 statistics of the training sequences (or the first `stats_sequences` of epoch 0),
-    each process taking every world-th sequence; float64, all-reduced."""
+    each process taking every world-th sequence; float64, all-reduced.  The masked objective, or attention
+    over all positions: §16's (all_positions_statistics), for the model's `vocab_size`."""
     chosen = tokens
     if cfg.stats_sequences:
         chosen = tokens[epoch_order(len(tokens), cfg.seed, 0)[:cfg.stats_sequences]]
@@ -492,7 +508,12 @@ class Trainer:
                             f"drop --resume to start a new run")
         tensors, meta = load_tensors(existing[-1])
         check_same_run(meta, self.run_meta, existing[-1])
-        tensors, self._optimizer_state = split_optimizer(tensors)
+        if self.cfg.optimizer != "sgd":
+            if not optimizer_path(existing[-1]).exists():
+                raise UserError(f"checkpoint {existing[-1]} has no optimiser state beside it "
+                                f"({optimizer_path(existing[-1]).name}); an {self.cfg.optimizer} run cannot continue "
+                                f"exactly without it — choose a new --out_dir")
+            self._optimizer_state = load_tensors(optimizer_path(existing[-1]), "optimiser state")[0]
         state, tracker_state = split_checkpoint(tensors)
         if self.tracker is not None:
             if not tracker_state:
@@ -586,11 +607,14 @@ class Trainer:
             tensors = dict(self.model.state_dict())
             if self.tracker is not None:
                 tensors.update(self.tracker.state_dict(prefix=CHECKPOINT_PREFIX))
-            tensors.update(optimizer_tensors(self.model, self.optimizer))   # Adam's moments; SGD has none
+            if self.cfg.optimizer != "sgd":   # Adam's moments, saved first: a checkpoint in place has its state
+                save_tensors(optimizer_path(path), optimizer_tensors(self.model, self.optimizer),
+                             {"step": self.step, "optimizer": self.cfg.optimizer})
             save_tensors(path, tensors, meta)
             for old in checkpoint_paths(self.out_dir)[:-max(1, self.cfg.keep_checkpoints)]:
-                old.unlink()
-                old.with_suffix(".json").unlink(missing_ok=True)
+                for stale in (old, optimizer_path(old)):
+                    stale.unlink(missing_ok=True)
+                    stale.with_suffix(".json").unlink(missing_ok=True)
         return path
 
     def run(self) -> dict:
@@ -630,8 +654,9 @@ class Trainer:
                 if proc.main:
                     self._discard_outputs(existed)
                 raise UserError(f"{error} (nothing of this run was kept in {self.out_dir})") from None
-        for handle in closing:
-            handle.remove()
+            finally:
+                for handle in closing:
+                    handle.remove()
         bar.close()
         if interrupt.raised and self.step < self.stop_step:
             if proc.main:
@@ -684,10 +709,11 @@ class Trainer:
             return None
         tau_one = 1 / largest
         suggested = float(f"{tau_one / 2:.2g}")
+        steps_needed = math.ceil(suggested / cfg.lr - 1e-9)
         return (f"the run ends at τ = ηs = {tau:g}, far before its early regime could end: W_O's leading term τB̄ "
                 f"moves no logit by more than τ·max|B̄| = {tau * largest:.2g} nat, so the loss stays near ln V = "
                 f"{math.log(len(self.vocabulary)):.2f}. A logit moves by one nat at τ = 1/max|B̄| = {tau_one:.3g}: "
-                f"train to about half that, --tau={suggested:g} ({_count(math.ceil(suggested / cfg.lr - 1e-9), 'step')} "
+                f"train to about half that, --tau={suggested:g} ({_count(steps_needed, 'step')} "
                 f"at --lr={cfg.lr:g}; --lr={suggested / self.total_steps:.2g} reaches it in the planned "
                 f"{_count(self.total_steps, 'step')}); tiny_regime.py predicts where this corpus's early regime "
                 f"ends (docs/pipelines.md §10)")
@@ -824,8 +850,9 @@ def too_few_sequences(n: int, cfg: TrainConfig, world: int) -> str:
     elif (summary.get("tokenizer") == "natural" and not summary.get("unknown_token")
           and summary.get("stories_kept", 0) < summary.get("stories_in", 0)
           and summary.get("seq_len") != cfg.seq_len):   # not counted at this T: it may help
-        levers.append(f"a larger --vocab_size in the tokenizer (it dropped {summary['stories_in'] - summary['stories_kept']:,} "
-                      f"of {summary['stories_in']:,} stories for a rarer token)")
+        dropped = summary["stories_in"] - summary["stories_kept"]
+        levers.append(f"a larger --vocab_size in the tokenizer (it dropped {dropped:,} of {summary['stories_in']:,} "
+                      f"stories for a rarer token)")
     levers.append(f"--batch_size={max(1, n // (cfg.grad_accum * world))} or lower" if n >= cfg.grad_accum * world
                   else "a smaller --batch_size")
     return (f"{_count(n, 'training sequence')} {'is' if n == 1 else 'are'} fewer than one global batch "
@@ -886,13 +913,13 @@ def final_summary(result: dict) -> list:
 
 def checkpoint_model(tensors: dict, meta: dict) -> AttentionOnlyTransformer:
     """The model a checkpoint holds (its tensors and sidecar metadata): the run's variant and model vocabulary
-    (a masked run's words + MASK), loaded from the model's tensors alone (the path-exact and optimiser
-    state left out); a checkpoint older than these records is the causal model of docs/theory.md §1."""
+    (a masked run's words + MASK), loaded from the model's tensors (the path-exact state left out); a
+    checkpoint older than these records is the causal model of docs/theory.md §1."""
     settings = dict(TRAJECTORY_DEFAULTS, **meta)
     model = AttentionOnlyTransformer(meta.get("model_vocab_size", meta["vocab_size"]), meta["seq_len"],
                                      meta["n_layers"], causal=settings["attention"] == "causal",
                                      residual=settings["residual"], output=settings["output"])
-    model.load_state_dict(split_checkpoint(split_optimizer(tensors)[0])[0])
+    model.load_state_dict(split_checkpoint(tensors)[0])
     return model
 
 

@@ -320,24 +320,66 @@ def test_masked_resume_is_bit_identical(data_dir, tmp_path, optimizer, lr):
                     epochs=3, save_every=1.0)
     train(config(data_dir, full, **settings))
     train(config(data_dir, part, max_steps=7, **settings))
-    stopped = weights(part)
+    # Adam's state lies beside each checkpoint (which holds the model and path-exact state alone)
+    states = sorted((part / "checkpoints").glob("optimizer_*.safetensors"))
+    assert [p.name for p in states] == (["optimizer_00000007.safetensors"] if optimizer == "adam" else [])
     if optimizer == "adam":
-        assert "optimizer.layers.0.V.exp_avg" in stopped and "optimizer.layers.0.W.exp_avg" not in stopped
+        stopped = load_file(str(states[-1]))
+        assert "layers.0.V.exp_avg" in stopped and "layers.0.W.exp_avg" not in stopped
+        assert not any(k.startswith(("optimizer", "layers.0.V.exp")) for k in weights(part))
     train(config(data_dir, part, resume=True, **settings))
     assert (part / "training_logs.json").read_text() == (full / "training_logs.json").read_text()
     a, b = weights(full), weights(part)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert any(k.startswith("optimizer.") for k in a) == (optimizer == "adam")
+    if optimizer == "adam":   # the same moments at the end, W's and P's included
+        a, b = (load_file(str(sorted((o / "checkpoints").glob("optimizer_*.safetensors"))[-1])) for o in (full, part))
+        assert "layers.1.W.exp_avg_sq" in a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        # the old checkpoints' states went with them (keep_checkpoints = 2)
+        assert len(list((part / "checkpoints").glob("optimizer_*"))) == 4
+        # a checkpoint whose state is lost is refused, not continued inexactly
+        for state in (part / "checkpoints").glob("optimizer_*"):
+            state.unlink()
+        with pytest.raises(UserError, match="has no optimiser state beside it"):
+            train(config(data_dir, part, resume=True, **dict(settings, epochs=4)))
 
 
-def test_masked_gradient_accumulation_equals_the_larger_batch(data_dir, tmp_path):
+@pytest.mark.parametrize("batch_size, grad_accum", [(4, 2), (2, 4)])
+def test_masked_gradient_accumulation_equals_the_larger_batch(data_dir, tmp_path, batch_size, grad_accum):
     """The loss is the mean over the global batch's selected positions, not a mean of micro-batch means."""
     train(config(data_dir, tmp_path / "big", batch_size=8, grad_accum=1, **MASKED))
-    train(config(data_dir, tmp_path / "accum", batch_size=2, grad_accum=4, **MASKED))
+    train(config(data_dir, tmp_path / "accum", batch_size=batch_size, grad_accum=grad_accum, **MASKED))
     a, b = weights(tmp_path / "big"), weights(tmp_path / "accum")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
     for big, accum in zip(logs_of(tmp_path / "big"), logs_of(tmp_path / "accum")):
         assert big["loss"] == pytest.approx(accum["loss"], abs=1e-6)
+
+
+def test_masked_step_is_the_mean_over_the_selected_positions_and_an_empty_selection_is_no_nan():
+    from common.theory.model import AttentionOnlyTransformer
+    from common.tiny.training import masked_step
+    torch.manual_seed(0)
+    model = AttentionOnlyTransformer(7, 5, 1, init_std=0.3, causal=False)
+    x, y = torch.randint(7, (4, 5)), torch.randint(6, (4, 5))
+    selected = torch.rand(4, 5) < 0.4
+    selected[0, 0] = True
+    # against autograd on the mean over every selected position of both micro-batches together
+    reference = AttentionOnlyTransformer(7, 5, 1, causal=False)
+    reference.load_state_dict(model.state_dict())
+    expected = reference.loss(x, y, selected)
+    expected.backward()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)   # lr 0: the gradients stay to be read
+    loss = masked_step(model, optimizer, [(x[:1], y[:1], selected[:1]), (x[1:], y[1:], selected[1:])],
+                       int(selected.sum()))
+    assert loss == pytest.approx(expected.item(), abs=1e-6)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-7), name
+    # a global batch without a selected position: loss 0, zero gradients, weights unchanged
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    none = torch.zeros_like(selected)
+    assert masked_step(model, optimizer, [(x, y, none)], 0) == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(not p.grad.any() for p in model.parameters())
 
 
 def test_uniform_attention_stage_holds_W_and_P_at_zero_then_everything_trains(data_dir, tmp_path):
@@ -624,6 +666,7 @@ def test_too_few_sequences_names_only_the_levers_that_give_more(tmp_path):
     larger = {row["vocab_size"]: row["first"] for row in json.loads((dropped / "summary.json").read_text())["sequences"]
               if row.get("other_vocabulary") and row["seq_len"] == 16 and row["vocab_size"] > 20}
     n = sum(length > 16 for length in story_lengths(load_stories(dropped)[0]))
-    assert str(error.value).startswith(f"{n} training sequence{'' if n == 1 else 's'} {'is' if n == 1 else 'are'} fewer")
+    verb = "1 training sequence is" if n == 1 else f"{n} training sequences are"
+    assert str(error.value).startswith(f"{verb} fewer")
     assert all((f"--vocab_size={v} gives {count:,}" in str(error.value)) == (count > n) for v, count in larger.items())
     assert any(count > n for count in larger.values()) and "1 sequences" not in str(error.value)
