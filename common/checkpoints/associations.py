@@ -17,7 +17,7 @@ Model side, each token a alone at position 0:
     general rule (common/checkpoints/architectures.py, `query_key_vectors`), key heads expanded,
         head h:        S_h[a,b] = q_h(a) · k_h(b)
         head average:  S̄ = mean_h S_h = [q_1 … q_H]/H · [k_1 … k_H]ᵀ
-    (without biases, the release's bilinear form H̃ W_Q^h W_K^hᵀ H̃ᵀ), query rows and key columns as Q̄.
+    (by default without biases: the release's bilinear form H̃ W_Q^h W_K^hᵀ H̃ᵀ), query rows and key columns as Q̄.
 A |K| × |K| model matrix is never held: `RowsOnDemand` computes a block of rows at a time from its
 factors (or from a forward pass), and reads like a tensor for common/page.py's partner tables.
 """

@@ -109,7 +109,8 @@ def measure(model, seqs, token_ids, vocab, k, min_count=1, heads_layer=1):
     next_token = statistic_rows(counts.bigram, counts.bigram_at, measured, k)
     attention = statistic_rows(attention_map, dense_values_at(attention_map), measured, k)
     representations = single_token_representations(model, token_ids)
-    layers = [single_token_attention(model, representations, l, with_heads=l == heads_layer)
+    # the module's own logits (--attention_bias=True), as module_scores computes them by brute force
+    layers = [single_token_attention(model, representations, l, with_heads=l == heads_layer, biases=True)
               for l in range(representations.n_layers)]
     entry = revision_agreement(next_token, attention, next_token_distribution(model, token_ids), layers, k)
     return agreement_record(next_token, attention, k, min_count, {"step0": entry}), measured, mapped

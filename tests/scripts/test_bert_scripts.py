@@ -4,12 +4,15 @@ template expands the seeds, lists and orders the revisions, compares them with t
 hashes them, aggregates the seeds and writes the fill-in explorer; a rerun skips every revision; the embedding
 measure runs over a template of BERT checkpoints trained on LDA."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from common.corpus.synthetic import generate_stories
-from conftest import run_script as run
+from conftest import ROOT, run_script as run
 
 TRAIN = ["--architecture=bert", "--n_documents=150", "--vocab_size=300", "--max_seq_len=16", "--hidden_size=16",
          "--n_layers=2", "--n_heads=2", "--batch_size=4", "--max_steps=4"]
@@ -27,7 +30,7 @@ def suite(tmp_path_factory):
               f"--cache_dir={root / 'cache'}", "--max_seq_len=16", "--n_examples=120", f"--output_dir={root / 'out'}"]
     first = run("pythia.py", "--revisions=all", *common)
     again = run("pythia.py", "--revisions=all", *common)
-    return {"root": root, "trained": trained, "first": first, "again": again}
+    return {"root": root, "trained": trained, "first": first, "again": again, "common": common[:-1]}
 
 
 def test_trainer_writes_repository_style_folders_per_seed(suite):
@@ -78,3 +81,16 @@ def test_topic_embeddings_of_masked_checkpoints_on_lda(tmp_path):
     record = json.loads((tmp_path / "emb" / "topic_embeddings.json").read_text())
     assert [r["revision"] for r in record["revisions"]] == ["0", "1", "2", "4"]
     assert record["words"] == 100 and "same topic" in result.stdout
+
+
+def test_two_processes_write_the_files_of_one(suite, tmp_path):
+    out = tmp_path / "two"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "pythia.py", "--revisions=all", f"--output_dir={out}", *suite["common"]], cwd=ROOT,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[rank 1] [seed1] 1: layer 0" in done.stdout + done.stderr             # dealt out round robin
+    files = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                          if p.is_file() and p.name != "pythia_config.json" and "revision_" in str(p)}
+    assert files(out) and files(out) == files(suite["root"] / "out")

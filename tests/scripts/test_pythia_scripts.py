@@ -366,10 +366,10 @@ def test_llama_with_grouped_query_attention_trained_and_compared(corpus_and_toke
 
 def test_bad_families_folders_and_models(corpus_and_tokenizer, tmp_path):
     root, corpus, tokenizer = corpus_and_tokenizer
-    from transformers import BertConfig
+    from transformers import T5Config
 
-    BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
-               intermediate_size=32).save_pretrained(tmp_path / "bert" / "step0")
+    T5Config(vocab_size=len(tokenizer), d_model=16, num_layers=1, num_heads=4,
+             d_ff=32).save_pretrained(tmp_path / "t5" / "step0")   # (BERT is supported: docs/theory.md §17)
     names = _revision_folder(tmp_path / "vocab", "gpt2", tokenizer)
     changed = json.loads((tmp_path / "vocab" / names[2] / "config.json").read_text())
     changed["vocab_size"] = len(tokenizer) + 1
@@ -386,7 +386,7 @@ def test_bad_families_folders_and_models(corpus_and_tokenizer, tmp_path):
         shutil.copytree(tmp_path / "seeds" / "seed1" / name, tmp_path / "other_tokenizer" / "seed3" / name)
         other.save_pretrained(tmp_path / "other_tokenizer" / "seed3" / name)
     cases = {
-        "bert": ({}, "'bert' model; supported families"),
+        "t5": ({}, "'t5' model; supported families"),
         "vocab": ({}, f"revisions disagree: {names[2]} has vocab_size={len(tokenizer) + 1}"),
         "unnamed": ({}, "unknown revision 'latest'"),
         # an explicitly named revision that one seed lacks
