@@ -68,7 +68,9 @@ demo-regime: $(VENV)/.installed
 	$(PY) tiny_regime.py --data_dir=out/demo_regime/data --out_dir=out/demo_regime/regime
 
 # Topic structure (docs/theory.md §11): LDA corpus → 3-layer model, weights and attention against the closed
-# forms (out/demo_topics/structure); Pythia-style checkpoints on the same corpus and their embeddings
+# forms (out/demo_topics/structure); Pythia-style checkpoints on the same corpus and their embeddings.
+# The masked objective: topic_structure.py --preset=li2023; what turns attention away: topic_ablation.py
+# (docs/results.md §3)
 demo-topics: $(VENV)/.installed
 	rm -rf out/demo_topics
 	$(PY) topic_structure.py --out_dir=out/demo_topics/structure

@@ -24,9 +24,11 @@ Written to {output_dir}/association_agreement.json:
 says "objective": "masked" and its `next_token_*` numbers measure the fill-in instead — the model's
 prediction at a MASK beside a, p(b | [CLS] a [MASK] [SEP]) (common/checkpoints/associations.py), against
 Φ̄ₘᵀ row a of the masked statistics (the words whose masked position has a in its context); attention
-against Q̄ₘ.  Drawn
-(association_agreement.png/.pdf).  Over several models (seeds) each number becomes
-{"mean", "std", "min", "max", "n"} and the curves show the mean with a min–max band.
+against Q̄ₘ.  Its record adds "unigram": the fill-in numbers of a predictor that fills every MASK with the
+corpus's most frequent tokens of K (`frequency_ranking`): Φ̄ₘᵀ rows are mostly the unigram distribution, so
+a model has learnt something beyond frequency only where it beats that line (drawn dotted).  Over several
+models (seeds) each number becomes {"mean", "std", "min", "max", "n"} and the curves show the mean with a
+min–max band.
 """
 import math
 from dataclasses import dataclass
@@ -131,11 +133,22 @@ def revision_agreement(next_token: StatisticRows, attention: StatisticRows, mode
     return entry
 
 
+def frequency_ranking(input_counts: torch.Tensor, n_tokens: int, k: int) -> torch.Tensor:
+    """The model ids of a predictor that ranks K by input frequency for every token ([n_tokens, k])."""
+    return input_counts.cpu().argsort(descending=True, stable=True)[:k].expand(n_tokens, k)
+
+
 def agreement_record(next_token: StatisticRows, attention: StatisticRows, k: int, min_count: int,
-                     revisions: dict, objective: str = "causal") -> dict:
-    """The JSON of one model (module docstring) from {revision: revision_agreement(...)}."""
+                     revisions: dict, objective: str = "causal", input_counts=None) -> dict:
+    """The JSON of one model (module docstring) from {revision: revision_agreement(...)}; a masked LM's
+    record (`objective="masked"`) carries the unigram predictor's numbers, from `input_counts`."""
     top1, overlap = next_token.chance(k)
-    return {"k": k, "min_count": min_count, **({"objective": objective} if objective != "causal" else {}),
+    unigram = {}
+    if objective == "masked" and input_counts is not None:
+        ids = frequency_ranking(input_counts, len(next_token.tokens), k)
+        unigram = {"unigram": {"next_token_top1": top1_agreement(next_token, ids),
+                               "next_token_overlap": overlap_agreement(next_token, ids, k)}}
+    return {"k": k, "min_count": min_count, **({"objective": objective} if objective != "causal" else {}), **unigram,
             "n_tokens": {"next_token": len(next_token.tokens), "attention": len(attention.tokens)},
             "chance": {"next_token_top1": top1, "next_token_overlap": overlap,
                        "attention_overlap": attention.chance(k)[1]},
@@ -199,8 +212,10 @@ def aggregate_agreement(records: dict) -> dict:
     objectives = {record.get("objective", "causal") for record in records.values()}
     if len(objectives) > 1:
         raise UserError("the models' agreement files mix causal and masked LMs; aggregate one kind at a time")
+    unigram = ({"unigram": _nest({path: summary([_flatten(r["unigram"]).get(path) for r in records.values()])
+                                  for path in _flatten(first["unigram"])})} if "unigram" in first else {})
     return {"k": first["k"], "min_count": first["min_count"],
-            **({"objective": first["objective"]} if "objective" in first else {}),
+            **({"objective": first["objective"]} if "objective" in first else {}), **unigram,
             "models": list(records), "n_tokens": n_tokens,
             "chance": chance, "revisions": aggregated}
 
@@ -222,7 +237,9 @@ def agreement_lines(record: dict) -> list:
     lines = [f"agreement{' (mean over the models)' if 'models' in record else ''}, k = {record['k']}, "
              f"{mean(record['n_tokens']['next_token']):.0f} tokens measured (chance: top-1 "
              f"{shown(chance['next_token_top1'])}, {what} overlap {shown(chance['next_token_overlap'])}, attention "
-             f"overlap {shown(chance['attention_overlap'])}):"]
+             f"overlap {shown(chance['attention_overlap'])}"
+             + (f"; unigram predictor: top-1 {shown(record['unigram']['next_token_top1'])}, {what} overlap "
+                f"{shown(record['unigram']['next_token_overlap'])}" if "unigram" in record else "") + "):"]
     for revision, entry in record["revisions"].items():
         lines.append(f"  {revision:>12}  top-1 {shown(entry['next_token_top1'])}  {what} overlap "
                      f"{shown(entry['next_token_overlap'])}  attention overlap by layer "
@@ -282,6 +299,11 @@ def plot_agreement(record: dict, stem, labels=None) -> list:
     for name, colour in (("next_token_top1", "C0"), ("next_token_overlap", "C1")):
         if _chance(record, name) is not None:
             axes[0].axhline(_chance(record, name), color=colour, linestyle="--", linewidth=0.8)
+        if "unigram" in record:   # a masked LM: the predictor that fills every MASK with the most frequent tokens
+            value = record["unigram"][name]
+            value = value.get("mean") if isinstance(value, dict) else value
+            axes[0].axhline(value, color=colour, linestyle=":", linewidth=1.0,
+                            label="unigram predictor" if name == "next_token_overlap" else None)
     colours = plt.cm.viridis([i / max(1, len(layers) - 1) * 0.9 for i in range(len(layers))])
     for name, colour in zip(layers, colours):
         draw(axes[1], ("attention_overlap", name), colour, name.replace("_", " "))

@@ -207,8 +207,9 @@ class Architecture:
     def query_key_vectors(self, model, index: int, h_pre: torch.Tensor, dtype=torch.float64,
                           biases: bool = True) -> QueryKeyVectors:
         """The general rule (module docstring) for the tokens whose residual entering layer `index` is `h_pre`
-        [n, d_model], computed in `dtype` (the weights folded in float64 first).  `biases=False` leaves the projections' biases (and the norm's β) out: the release's
-        bilinear form H̃ W'_Q W'_Kᵀ H̃ᵀ."""
+        [n, d_model], computed in `dtype` (the weights folded in float64 first): by default the module's own
+        vectors.  `biases=False` leaves the projections' biases (and the norm's β) out: the release's bilinear
+        form H̃ W'_Q W'_Kᵀ H̃ᵀ, which the comparison uses unless --attention_bias=True (docs/theory.md §9)."""
         layer = self.layers(model)[index]
         W_Q, b_Q, W_K, b_K, key_head = self._folded(model, index, torch.float64)     # folded in float64
         W_Q, b_Q, W_K, b_K = (t.to(device=h_pre.device, dtype=dtype) for t in (W_Q, b_Q, W_K, b_K))

@@ -264,7 +264,7 @@ def checkpoint_explorer(config: ComparisonConfig, options: Optional[ExplorerConf
                       "heads": head_tables})
         del model, representations, model_next
     record = agreement_record(next_statistic, attention_statistic, k, min_count, measures,
-                              "masked" if masked else "causal")
+                              "masked" if masked else "causal", counts.input_counts)
     strongest = strongest_on_page(counts, rows, 40, min_count)
     by_frequency = counts.input_counts.argsort(descending=True, stable=True)
     data = {"title": str(config.model_name), "model_name": str(config.model_name),

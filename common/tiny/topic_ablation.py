@@ -103,9 +103,9 @@ def uniform_ratio(model, bins, heldout) -> float:
 
 def verdicts(cell: dict) -> list:
     """Per layer: {layer, ratios, observed (rises / turns / flat at the last log point, against the uniform
-    attention's ratio), query_topic (the
-    gradient-weighted alignment at the first log point), predicted (turns when it exceeds CARRIES_TOPIC, else
-    rises), agrees}."""
+    attention's ratio), query_topic (the gradient-weighted alignment at the first log point), carried (the
+    same in the residual stream: without the residual nothing of the query bypasses the attention, so 0),
+    predicted (turns when `carried` exceeds CARRIES_TOPIC, else rises), agrees}."""
     log = cell["log"]
     rows = []
     for layer in range(cell["n_layers"]):
@@ -114,10 +114,11 @@ def verdicts(cell: dict) -> list:
         change = None if last is None else last / cell["uniform_ratio"]
         observed = "flat" if change is None or abs(change - 1) <= RATIO_MARGIN else "rises" if change > 1 else "turns"
         query = log[0][f"query_topic_layer_{layer}"]["gradient_weighted"]
-        predicted = None if query is None else ("turns" if query > CARRIES_TOPIC else "rises")
+        carried = None if query is None else (query if cell["residual"] else 0.0)
+        predicted = None if carried is None else ("turns" if carried > CARRIES_TOPIC else "rises")
         rows.append({"layer": layer, "ratios": ratios, "observed": observed, "query_topic": query,
                      "query_topic_last": log[-1][f"query_topic_layer_{layer}"]["gradient_weighted"],
-                     "predicted": predicted, "agrees": predicted == observed})
+                     "carried": carried, "predicted": predicted, "agrees": predicted == observed})
     return rows
 
 
@@ -177,11 +178,15 @@ def run_topic_ablation(cfg: TopicAblationConfig, log=None) -> dict:
 
 
 def hypothesis_summary(results: list) -> dict:
-    """How many (cell, layer) rows the hypothesis predicts right, among those whose ratio moved."""
-    rows = [v for cell in results for v in cell["verdicts"] if v["observed"] != "flat" and v["predicted"]]
-    return {"moved": len(rows), "agree": sum(v["agrees"] for v in rows),
-            "disagree": [f"{cell['name']} layer {v['layer']}" for cell in results for v in cell["verdicts"]
-                         if v["observed"] != "flat" and v["predicted"] and not v["agrees"]]}
+    """How many (cell, layer) rows the hypothesis predicts right among those whose ratio moved, for the cells
+    trained from zero (`from_zero`) and for those started from a random init (`random_init`)."""
+    summary = {}
+    for group, chosen in (("from_zero", lambda c: c["init_std"] == 0), ("random_init", lambda c: c["init_std"] > 0)):
+        rows = [(cell, v) for cell in results if chosen(cell) for v in cell["verdicts"]
+                if v["observed"] != "flat" and v["predicted"]]
+        summary[group] = {"moved": len(rows), "agree": sum(v["agrees"] for _, v in rows),
+                          "disagree": [f"{cell['name']} layer {v['layer']}" for cell, v in rows if not v["agrees"]]}
+    return summary
 
 
 def _fmt(value, digits=3) -> str:
@@ -204,14 +209,17 @@ def ablation_markdown(result: dict) -> str:
                          f"{v['layer']} | {_fmt(cell['uniform_ratio'])} | " + " | ".join(_fmt(v["ratios"][i]) for i in picks)
                          + f" | {v['observed']} | {_fmt(v['query_topic'], 2)} / {_fmt(v['query_topic_last'], 2)} | "
                          f"{v['predicted'] or '—'}{'' if v['agrees'] or v['observed'] == 'flat' else ' ✗'} |")
-    summary = result["summary"]
+    zero, init = result["summary"]["from_zero"], result["summary"]["random_init"]
     lines += ["", f"Ratio: same-topic over different-topic mean attention on held-out text; uniform: its value "
                   f"under uniform attention (rises / turns: the last ratio above / below the uniform one by more than "
                   f"a factor 1 ± {RATIO_MARGIN}). Query topic: the gradient-weighted alignment of the "
                   f"layer's input at the query with the topic of the query's word (first / last log point); "
-                  f"predicted: turns when it exceeds {CARRIES_TOPIC} at the first log point. The hypothesis "
-                  f"predicts {summary['agree']} of the {summary['moved']} layers whose ratio moved"
-                  + (f"; not: {', '.join(summary['disagree'])}." if summary["disagree"] else ".")]
+                  f"predicted: turns when the query topic carried in the residual stream (0 without the residual) "
+                  f"exceeds {CARRIES_TOPIC} at the first log point, else rises. The hypothesis predicts "
+                  f"{zero['agree']} of the {zero['moved']} layers whose ratio moved in the cells trained from zero"
+                  + (f" (not: {', '.join(zero['disagree'])})" if zero["disagree"] else "")
+                  + f", and {init['agree']} of {init['moved']} in those started from a random init"
+                  + (f" (not: {', '.join(init['disagree'])})." if init["disagree"] else ".")]
     return "\n".join(lines) + "\n"
 
 

@@ -906,7 +906,9 @@ def final_summary(result: dict) -> list:
                 kinds.setdefault(parsed.kind, []).append(value)
         cosines = ", ".join(f"{kind} {min(v):.3f}" + (f"–{max(v):.3f}" if len(v) > 1 else "")
                             for kind, v in kinds.items())
-        lines.append(f"final loss {entry['loss']:.4f}; cosine with theory: {cosines}")
+        loss = "— (no selected position)" if entry["loss"] is None else f"{entry['loss']:.4f}"
+        lines.append(f"final loss {loss}" + (f"; cosine with theory: {cosines}" if cosines
+                                             else "; no leading-term theory for this model (the log holds the loss)"))
     lines += [f"{name}: {path}" for name, path in result.get("outputs", {}).items()]
     return lines
 

@@ -242,3 +242,30 @@ def test_fill_in_rows_are_the_masked_lm_prediction_at_the_mask_beside_the_token(
                           logits.softmax(0)[token_ids], rtol=1e-10, atol=0)
     with pytest.raises(UserError, match="no mask token"):
         fill_in_inputs(SimpleNamespace(mask_token_id=None), token_ids)
+
+
+def test_a_masked_record_carries_the_unigram_predictor_against_a_brute_force():
+    torch.manual_seed(2)
+    K, k = 12, 3
+    statistic = torch.randn(K, K, dtype=torch.float64)
+    statistic[4] = -1.0                                   # a row with no positive entry is not measured
+    counts = torch.randint(0, 50, (K,))
+    rows = statistic_rows(statistic, dense_values_at(statistic), torch.arange(K), k)
+    record = agreement_record(rows, rows, k, 1, {}, "masked", counts)
+    frequent = set(counts.argsort(descending=True, stable=True)[:k].tolist())
+    top1, overlap = [], []
+    for a in range(K):
+        row = statistic[a]
+        if row.max() <= 0:
+            continue
+        kth = row.topk(k).values[-1]
+        best = {b for b in range(K) if row[b] == row.max()}
+        chosen = {b for b in range(K) if row[b] > 0 and row[b] >= kth}
+        top1.append(int(counts.argsort(descending=True, stable=True)[0]) in best)
+        overlap.append(len(frequent & chosen) / min(len(chosen), k))
+    assert record["objective"] == "masked" and len(top1) == K - 1
+    assert record["unigram"]["next_token_top1"] == pytest.approx(sum(top1) / len(top1), abs=1e-12)
+    assert record["unigram"]["next_token_overlap"] == pytest.approx(sum(overlap) / len(overlap), abs=1e-12)
+    assert "unigram" not in agreement_record(rows, rows, k, 1, {})          # causal records are unchanged
+    both = aggregate_agreement({"a": record, "b": record})
+    assert both["unigram"]["next_token_overlap"]["mean"] == pytest.approx(record["unigram"]["next_token_overlap"])

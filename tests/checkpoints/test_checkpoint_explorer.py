@@ -117,7 +117,9 @@ def test_page_data_are_the_statistics_and_the_models_top_partners(run, truth):
 
     model = truth["models"]["step256"]
     representations = single_token_representations(model, token_ids)
-    vectors = architecture_for(model.config).query_key_vectors(model, 1, representations.pre(1))
+    vectors = architecture_for(model.config).query_key_vectors(   # the comparison's default form (no biases)
+        model, 1, representations.pre(1), biases=run["config"].attention_bias)
+    assert run["config"].attention_bias is False
     queries, keys = vectors.mean()
     assert_rows_are_top_k(revisions[-1]["attention"][1]["table"], queries @ keys.T, rows, K)
     head_q, head_k = vectors.head(1)

@@ -5,6 +5,7 @@ hashes them, aggregates the seeds and writes the fill-in explorer; a rerun skips
 measure runs over a template of BERT checkpoints trained on LDA."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,8 +63,9 @@ def test_the_template_expands_seeds_orders_revisions_and_aggregates(suite):
         assert (out / seed / "revision_4" / "matrix_theoretical").is_dir()
         agreement = json.loads((out / seed / "association_agreement.json").read_text())
         assert agreement["objective"] == "masked" and list(agreement["revisions"])[0] == "0"
+        assert 0 <= agreement["unigram"]["next_token_overlap"] <= 1
         page = (out / seed / "explorer.html").read_text()
-        assert "Fill-in — what a MASK beside a is filled with" in page and "Φ̄ₘᵀ" in page
+        assert "Fill-in — what a MASK beside a is filled with" in page and "Φ̄ₘᵀ" in page and "unigram" in page
     assert json.loads((out / "association_agreement.json").read_text())["objective"] == "masked"
     assert "fill-in overlap" not in log   # the agreement lines are pythia_explore.py's
 
@@ -94,3 +96,14 @@ def test_two_processes_write_the_files_of_one(suite, tmp_path):
     files = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
                           if p.is_file() and p.name != "pythia_config.json" and "revision_" in str(p)}
     assert files(out) and files(out) == files(suite["root"] / "out")
+
+
+def test_the_fill_in_page_renders_in_a_browser(suite, tmp_path):
+    from conftest import browse
+
+    page = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>',
+                                (suite["root"] / "out" / "seed1" / "explorer.html").read_text(), re.S).group(1))
+    token = page["vocabulary"][page["strongest"][0][0]] if page["strongest"] else page["default_token"]
+    dom = browse(suite["root"] / "out" / "seed1" / "explorer.html", f"token={token}&revision=4", tmp_path)
+    assert "Fill-in — what a MASK beside a is filled with" in dom and "model: p(b at [MASK]" in dom
+    assert "unigram predictor" in dom and "most probable fill-in of a MASK beside it" in dom

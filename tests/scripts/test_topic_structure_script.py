@@ -83,5 +83,5 @@ def test_masked_objective_measures_every_key(tmp_path):
     assert result["causal_attention"] is False and result["settings"]["objective"] == "masked"
     assert [e["step"] for e in result["leading_terms"]] == [e["step"] for e in result["trained"]]   # SGD from zero
     config = json.loads((out / "run" / "config.json").read_text())
-    assert config["vocab_size"] == 13                                                # the words + MASK
+    assert config["vocab_size"] == 12 and config["model_vocab_size"] == 13         # the words + MASK
     assert result["theory"]["context"]["same_topic"] > 0 > result["theory"]["context"]["different_topic"]

@@ -65,7 +65,7 @@ def _entry(step, ratios, queries):
 
 
 def test_verdicts_read_the_last_ratio_against_uniform_and_the_first_query_topic():
-    cell = {"name": "c", "n_layers": 3, "uniform_ratio": 1.0,
+    cell = {"name": "c", "n_layers": 3, "uniform_ratio": 1.0, "residual": True, "init_std": 0.0,
             "log": [_entry(10, [1.0, 1.0, 1.0], [0.1, 0.9, 0.9]), _entry(20, [1.03, 0.95, 1.002], [0.2, 0.9, 0.2])]}
     rows = verdicts(cell)
     assert [r["observed"] for r in rows] == ["rises", "turns", "flat"]
@@ -75,4 +75,7 @@ def test_verdicts_read_the_last_ratio_against_uniform_and_the_first_query_topic(
     shifted = verdicts(dict(cell, uniform_ratio=1.03))            # read against the uniform ratio
     assert [r["observed"] for r in shifted] == ["flat", "turns", "turns"]
     summary = hypothesis_summary([dict(cell, verdicts=rows)])
-    assert summary == {"moved": 2, "agree": 2, "disagree": []}
+    assert summary["from_zero"] == {"moved": 2, "agree": 2, "disagree": []} and summary["random_init"]["moved"] == 0
+    # without the residual nothing of the query bypasses the attention: its topic is not carried
+    plain = verdicts(dict(cell, residual=False))
+    assert [r["carried"] for r in plain] == [0.0, 0.0, 0.0] and [r["predicted"] for r in plain] == ["rises"] * 3

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from common.io import UserError
 from common.corpus.tokenize import load_stories, story_lengths, tokenize_natural, write_token_folder
-from common.tiny.training import (RunCallback, TrainConfig, Trainer, checkpoint_paths, event_steps,
+from common.tiny.training import (RunCallback, TrainConfig, Trainer, checkpoint_paths, event_steps, final_summary,
                              micro_batch_indices, train)
 from conftest import tiny_stories
 
@@ -429,13 +429,14 @@ def test_every_combination_of_objective_attention_and_residual_trains(data_dir, 
             for residual, output in ((True, "trained"), (False, "identity"), (True, "identity")):
                 out = tmp_path / f"{objective}_{attention}_{residual}_{output}"
                 recorder = Recorder()
-                train(config(data_dir, out, objective=objective, attention=attention, residual=residual, output=output,
-                             n_layers=1, epochs=1, report_top=0), callbacks=[recorder])
+                result = train(config(data_dir, out, objective=objective, attention=attention, residual=residual,
+                                      output=output, n_layers=1, epochs=1, report_top=0), callbacks=[recorder])
                 entry = logs_of(out)[-1]
                 assert math.isfinite(entry["loss"])
                 theory = residual == (output == "trained") and (attention == "all" or
                                                                   (objective == "causal" and output == "trained"))
                 assert ("layer_0_V_B_bar_Phi_bar" in entry) == theory, out.name
+                assert ("no leading-term theory" in final_summary(result)[1]) != theory
                 # a callback written for the causal model is left out of every other run
                 default = (objective, attention, residual, output) == ("causal", "causal", True, "trained")
                 assert recorder.ends == int(default), out.name
