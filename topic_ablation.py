@@ -5,27 +5,20 @@ identity), the same steps and batches, and measure per layer the same-topic over
 held-out text and whether the queries that train each layer already carry their own topic.
 
 Usage:
-    python topic_ablation.py                                         # → out/topic_ablation (about 10 min on 2 cores)
+    python topic_ablation.py                                         # → out/topic_ablation (its cost: docs/results.md §3)
     python topic_ablation.py --depths=1 --objectives=masked --out_dir=out/topic_ablation_masked
     python topic_ablation.py --n_documents=2000 --steps=200 --log_points=4     # a quick look
 Single process.  Writes --out_dir/{topic_ablation.json, topic_ablation.md, topic_ablation.png/.pdf, data/,
 runs/<cell>/} (replaced as a whole when every cell succeeded).
 """
-from common.config import override
+from common.config import inherit, override
 from common.io import exit_on_user_error
 
-# the LDA corpus (topic_structure.py's; Li, Li & Risteski 2023's parameters)
-n_topics = 10                   # topics
-words_per_topic = 10            # words in each topic's block
-alpha = 0.1                     # symmetric Dirichlet concentration of each document's topic mixture
-min_length = 100                # document length in words: uniform in [min_length, max_length]
-max_length = 150                # (both inclusive)
-n_documents = 10000             # training documents
-overlap = 0                     # words shared by adjacent topics (0: disjoint blocks)
-data = "lda"                    # lda, or a local .txt/.jsonl/.parquet/saved dataset (then --topics)
-topics = ""                     # word → topic table (JSON) of a corpus other than lda
-vocab_size = 3000               # natural-tokenizer vocabulary (an LDA corpus uses all its words)
-heldout_documents = 200         # documents kept out of training; attention is measured on them
+# the LDA corpus: topic_structure.py's settings (Li, Li & Risteski 2023's parameters; its block is their home,
+# --help shows its comments)
+inherit(globals(), "topic_structure.py", names=("n_topics", "words_per_topic", "alpha", "min_length", "max_length",
+                                                "n_documents", "overlap", "data", "topics", "vocab_size",
+                                                "heldout_documents"))
 # the grid
 objectives = ["masked", "causal"]   # masked LM (15%, 80/10/10) and next-token prediction
 attentions = ["all", "causal"]      # attention over all positions, or causal

@@ -447,6 +447,8 @@ class Trainer:
         self.recorded_data_dir = str(cfg.data_dir)   # what checkpoints record (a caller may name the final folder)
         self._prepare_out_dir()
         self.model.to(self.proc.device)
+        if self.proc.main:   # a pass that can take minutes at the paper's sizes (Ctrl-C stops it, nothing written)
+            self.log(f"computing the corpus statistics of {_count(self.stats_count(), 'sequence')} before training")
         started = time.perf_counter()
         self.stats = statistics_of(self.tokens, cfg, len(self.vocabulary), self.proc)
         self.stats_seconds = time.perf_counter() - started   # reported with the plan (`run`)
@@ -630,8 +632,8 @@ class Trainer:
             self.log(self.plan())
             for note in self.notes:
                 self.log(f"note: {note}")
-            counted = min(cfg.stats_sequences or len(self.tokens), len(self.tokens))
-            self.log(f"the corpus statistics of {_count(counted, 'sequence')} took {_duration(self.stats_seconds)}")
+            self.log(f"the corpus statistics of {_count(self.stats_count(), 'sequence')} took "
+                     f"{_duration(self.stats_seconds)}")
             warning = self.tau_warning()
             if warning:
                 self.log(f"warning: {warning}")
@@ -684,6 +686,10 @@ class Trainer:
                 f"{self.global_batch} → {self.steps_per_epoch:,} steps per epoch; {length}: "
                 f"{self.stop_step:,} steps (τ = {cfg.lr * self.stop_step:g})"
                 + (f", resuming at step {self.step:,}" if self.step else ""))
+
+    def stats_count(self) -> int:
+        """The number of sequences the corpus statistics are computed on (statistics_of)."""
+        return min(self.cfg.stats_sequences or len(self.tokens), len(self.tokens))
 
     def estimate(self, step_seconds: float, log_steps: set) -> str:
         """The time the rest of the run takes, said after its first step: the steps left at that step's

@@ -163,6 +163,8 @@ for _field, _symbol in (("bigram", "B"), ("attention_map", "Q")):
     del _bin
 for _bin in ("same_topic", "different_topic"):
     READERS[f"topics.trained.W_O_cosine.{_bin}"] = (lambda b: lambda out: _topics(out)["trained"][-1]["W_O_cosine"][b])(_bin)
+    READERS[f"topics.trained.attention_layer0.{_bin}"] = (
+        lambda b: lambda out: _topics(out)["trained"][-1]["attention_layer_0"][b])(_bin)
     READERS[f"topics.trained.attention_last.{_bin}"] = (
         lambda b: lambda out: _topics(out)["trained"][-1][_last_attention(_topics(out)["trained"][-1])][b])(_bin)
     READERS[f"topics.leading.attention_last.{_bin}"] = (

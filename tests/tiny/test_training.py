@@ -1,4 +1,5 @@
-"""The Tiny Stories trainer: theory tracking, logs and files, resume, accumulation, DDP (docs/theory.md §3, §5, §7)."""
+"""The Tiny Stories trainer: theory tracking, logs and files, resume, accumulation, DDP, and the masked objective
+with its model variants (docs/theory.md §3, §5, §7, §16)."""
 import json
 import math
 import os
@@ -173,9 +174,10 @@ def test_callbacks_see_every_log_point_and_the_end_once(data_dir, tmp_path):
     # the trainer writes only its own files: what else a run writes is the callbacks' business
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints", "config.json", "training_logs.json"]
     n = sum(length >= 17 for length in story_lengths(load_stories(data_dir)[0]))   # stories of T+1 tokens
-    assert lines[0].startswith(f"{n:,} training sequences of 17 tokens; global batch 8 → {n // 8:,} steps per epoch")
-    assert lines[1].startswith(f"the corpus statistics of {n:,} sequences took")
-    assert lines[2].startswith("one step took")
+    assert lines[0] == f"computing the corpus statistics of {n:,} sequences before training"
+    assert lines[1].startswith(f"{n:,} training sequences of 17 tokens; global batch 8 → {n // 8:,} steps per epoch")
+    assert lines[2].startswith(f"the corpus statistics of {n:,} sequences took")
+    assert lines[3].startswith("one step took")
 
 
 def test_tau_sets_the_number_of_steps(data_dir, tmp_path):
@@ -582,7 +584,7 @@ def test_the_plan_reports_the_statistics_and_an_estimate_that_counts_steps_and_l
     train(config(data_dir, tmp_path / "run", epochs=1, log_every=0.25), log=lines.append)
     n = sum(length >= 17 for length in story_lengths(load_stories(data_dir)[0]))
     steps = n // 8
-    assert lines[1].startswith(f"the corpus statistics of {n:,} sequences took ")
+    assert lines[2].startswith(f"the corpus statistics of {n:,} sequences took ")
     estimate = next(line for line in lines if line.startswith("one step took"))
     logs_left = len(event_steps(0.25, steps, steps))    # every log point is at step 1 or later
     assert f"the {steps - 1:,} steps and {logs_left} log points left take about" in estimate
