@@ -15,6 +15,16 @@ def cosine(a, b):
     return float(a @ b / (a.norm() * b.norm()))
 
 
+def random_weights(vocab_size, seq_len, n_layers, **variant):
+    """A model of the given variant with every weight drawn at random (seed 0)."""
+    model = AttentionOnlyTransformer(vocab_size, seq_len, n_layers, **variant)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    return model
+
+
 def test_named_weights_cover_every_parameter_once():
     model = AttentionOnlyTransformer(7, 5, 2)
     seen = [weight for _, _, weight in named_weights(model)]
@@ -27,11 +37,7 @@ def test_named_weights_cover_every_parameter_once():
 def test_theory_and_path_entries_against_brute_force():
     x, y = markov_tokens(12, 6, 9)
     stats = compute_statistics(x, y, 9)
-    model = AttentionOnlyTransformer(9, 6, 2)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_()
+    model = random_weights(9, 6, 2)
     lr, step = 0.3, 4
     entry = theory_entry(model, stats, lr, step)
     predicted = predicted_weights(stats, lr, step)
@@ -56,11 +62,7 @@ def test_masked_entries_keep_the_causal_keys(variant):
     x_tilde, selected = corrupt(x, MaskingScheme(8, 8, mask_prob=0.4), torch.Generator().manual_seed(0))
     stats = masked_statistics(x_tilde, x, selected, 9, variant=variant)
     kwargs = dict(causal=False) if variant == "residual" else dict(causal=False, residual=False, output="identity")
-    model = AttentionOnlyTransformer(9, 6, 2, **kwargs)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_()
+    model = random_weights(9, 6, 2, **kwargs)
     lr, step = 0.3, 4
     entry = theory_entry(model, stats, lr, step)
     keys = [f"layer_{l}_{k}" for l in range(2) for k in ("V_B_bar_Phi_bar", "W_Q_bar", "P_p_bar")]
