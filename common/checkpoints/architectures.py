@@ -473,18 +473,29 @@ class Bert(Architecture):
                           max_position_embeddings=max_seq_len, type_vocab_size=2, pad_token_id=0)
 
     def training_tokenizer(self, texts, vocab_size: int):
-        """BERT's: a lower-casing WordPiece with [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0 … 4) and the template
-        [CLS] $A [SEP], trained on the texts."""
-        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+        """BERT's kind: a lower-casing WordPiece with [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0 … 4) and the template
+        [CLS] $A [SEP].  Its vocabulary is counted, not trained: every character of the texts and its `##`
+        continuation, then the most frequent words (ties by spelling) up to `vocab_size`, so a rarer word falls
+        back to word pieces.  Not `tokenizers`' WordPieceTrainer, nor its BPE trainer with the `##` prefix:
+        both give another vocabulary in every process (measured: three runs, three tokenizers), and the same
+        corpus must give the same tokenizer, bit for bit (docs/theory.md §13)."""
+        from collections import Counter
+
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
         from transformers import PreTrainedTokenizerFast
 
         special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-        wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+        counts = Counter(word for text in texts
+                         for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        characters = sorted({c for word in counts for c in word})
+        alphabet = characters + ["##" + c for c in characters]
+        room = max(0, vocab_size - len(special) - len(alphabet))
+        words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if len(w) > 1][:room]
+        vocabulary = {token: i for i, token in enumerate(special + alphabet + words)}
+        wordpiece = Tokenizer(models.WordPiece(vocab=vocabulary, unk_token="[UNK]"))
+        wordpiece.normalizer, wordpiece.pre_tokenizer = normalizer, pre_tokenizer
         wordpiece.decoder = decoders.WordPiece()
-        wordpiece.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special,
-                                                                       show_progress=False))
         wordpiece.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
         return PreTrainedTokenizerFast(tokenizer_object=wordpiece, pad_token="[PAD]", unk_token="[UNK]",

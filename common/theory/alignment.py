@@ -24,13 +24,16 @@ def named_weights(model):
 
 
 @torch.no_grad()
-def theory_entry(model, stats, lr: float, step: int) -> dict:
+def theory_entry(model, stats, lr: float, step: int, uniform_attention_steps: int = 0) -> dict:
     """Cosine of every weight with its statistic and relative error to the §3 prediction at `step`
     (None before a kind's prediction becomes non-zero).  The statistic and the leading power are those
     of the model's variant (common.theory.weight_kinds.model_variant): `stats` must be the statistics
-    of that variant (for masked runs, common/theory/masked_statistics.py with the same variant)."""
+    of that variant (for masked runs, common/theory/masked_statistics.py with the same variant).
+    `uniform_attention_steps`: W and P were held at zero for that many first steps, so their predictions
+    count only the steps after (common/theory/leading_terms.py); None for W and P during the stage."""
     variant = model_variant(model)
-    theory, predicted = theory_matrices(stats, variant), predicted_weights(stats, lr, step, variant=variant)
+    theory = theory_matrices(stats, variant)
+    predicted = predicted_weights(stats, lr, step, variant=variant, uniform_attention_steps=uniform_attention_steps)
     entry = {}
     for key, kind, weight in named_weights(model):
         entry[key] = matrix_cosine(weight, theory[kind])

@@ -22,6 +22,15 @@ frozen to the identity) has no W_O and, with the statistics of variant="identity
 
 (one layer: stacked layers without the residual stay at zero, docs/theory.md §16).
 
+A uniform-attention stage (Li et al.'s first stage: W and P held at zero for the first s₀ steps while V and
+W_O train, `uniform_attention_steps`) drops the first s₀ terms of W's and P's sums: W^l(s) ≈ η⁴ Σ_{s₀≤k<s}
+k²(k−1)/2 · Q̄ (identity variant η² Σ_{s₀≤k<s} k · Q̄').  Each term k is W's gradient at step k, which at
+leading order reads only W_O(k) and V(k); those do not see W and P until order η⁴ beyond their own leading
+terms, so they follow their plain sums through the stage, and a frozen step contributes nothing.  The
+shifted sum is the exact η⁴ (η²) coefficient of W(s) at fixed s, as the plain sum is without the stage
+(tests/theory/test_leading_terms.py checks it against full-batch SGD: the relative error falls in
+proportion to η).
+
 Next-order terms (order=2), with D = diag(P̂(x = i)), Ā = (1/n) Σ ā_tᵀ x_t and L layers; continuous
 time τ = ηs on the right (the discrete sums replace τ²/2, τ³/6, τ³/3):
 
@@ -48,11 +57,21 @@ from common.theory.weight_kinds import weight_kinds
 POWER_NAME = {1: "tau", 2: "tau2", 4: "tau4"}   # the coefficient names below of each leading power
 
 
-def leading_coefficients(lr: float, steps: int, variant: str = "residual") -> dict:
+ATTENTION_KINDS = ("W", "P")   # the kinds a uniform-attention stage holds at zero
+
+
+def leading_coefficients(lr: float, steps: int, variant: str = "residual", uniform_attention_steps: int = 0) -> dict:
     """The scalar in front of each statistic after `steps` steps of learning rate `lr` (the discrete
-    sum of the kind's leading power in the model `variant`, common/theory/weight_kinds.py)."""
+    sum of the kind's leading power in the model `variant`, common/theory/weight_kinds.py).  With W and P
+    held at zero for the first `uniform_attention_steps`, their sums count only the steps after (module
+    docstring): the plain sum minus its first s₀ terms."""
+    if uniform_attention_steps < 0:
+        raise ValueError(f"uniform_attention_steps must be at least 0 (got {uniform_attention_steps})")
     c = series_coefficients(lr, steps)
-    return {kind.name: c[POWER_NAME[kind.power]] for kind in weight_kinds(variant)}
+    frozen = series_coefficients(lr, min(uniform_attention_steps, steps))
+    return {kind.name: c[POWER_NAME[kind.power]] - (frozen[POWER_NAME[kind.power]] if kind.name in ATTENTION_KINDS
+                                                     else 0.0)
+            for kind in weight_kinds(variant)}
 
 
 def series_coefficients(lr: float, steps: int) -> dict:
@@ -94,15 +113,16 @@ def next_order_matrices(stats: CorpusStatistics, n_layers: int = 1) -> dict:
 
 
 def predicted_weights(stats: CorpusStatistics, lr: float, steps: int, order: int = 1, n_layers: int = 1,
-                      variant: str = "residual") -> dict:
+                      variant: str = "residual", uniform_attention_steps: int = 0) -> dict:
     """{'W_O', 'V', 'W', 'P'} → predicted tensor (same prediction for every layer's V, W, P; no W_O in
     the identity variant).  `order=2` adds the next-order terms of W_O and V (W and P stay at order 1;
-    derived and checked for the causal model only); `n_layers` enters W_O's order-2 term only."""
+    derived and checked for the causal model only); `n_layers` enters W_O's order-2 term only.
+    `uniform_attention_steps`: W and P held at zero for that many first steps (leading_coefficients)."""
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2 (got {order})")
     if order == 2 and variant != "residual":
         raise ValueError(f"the next-order terms are derived for the residual model only (got variant {variant!r})")
-    coefficients = leading_coefficients(lr, steps, variant)
+    coefficients = leading_coefficients(lr, steps, variant, uniform_attention_steps)
     predicted = {name: coefficients[name] * matrix for name, matrix in theory_matrices(stats, variant).items()}
     if order == 2:
         series = series_coefficients(lr, steps)

@@ -116,11 +116,13 @@ class MaskedStatisticsAccumulator(StatisticsAccumulator):
 
 def masked_statistics(x_tilde: torch.Tensor, y: torch.Tensor, selected: torch.Tensor, vocab_size: int,
                       variant: str = "residual", full_vocab_size: Optional[int] = None, chunk_size: int = 256,
-                      progress: bool = False, keep: Optional[Iterable[str]] = None) -> CorpusStatistics:
+                      progress: bool = False, keep: Optional[Iterable[str]] = None,
+                      all_reduce=None) -> CorpusStatistics:
     """Statistics of one corruption draw: x_tilde (corrupted inputs) and y (targets) LongTensors [N, T],
-    `selected` the BoolTensor [N, T] of loss positions; n_positions = |S|."""
+    `selected` the BoolTensor [N, T] of loss positions; n_positions = |S|.  `all_reduce` (a sum over
+    processes, as compute_statistics's): each process passes its shard of the sequences."""
     acc = MaskedStatisticsAccumulator(vocab_size, full_vocab_size, variant, keep=keep)
-    return two_passes(acc, _chunks(chunk_size, x_tilde, y, selected), progress=progress)
+    return two_passes(acc, _chunks(chunk_size, x_tilde, y, selected), all_reduce, progress=progress)
 
 
 # -- in expectation over the corruption -----------------------------------------------------------
@@ -345,8 +347,9 @@ class ExpectedMaskedStatisticsAccumulator(StatisticsAccumulator):
 
 def expected_masked_statistics(x: torch.Tensor, scheme: MaskingScheme, vocab_size: int, variant: str = "residual",
                                full_vocab_size: Optional[int] = None, chunk_size: int = 256, progress: bool = False,
-                               keep: Optional[Iterable[str]] = None) -> CorpusStatistics:
+                               keep: Optional[Iterable[str]] = None, all_reduce=None) -> CorpusStatistics:
     """The statistics of the expected masked objective over corrupt(x, scheme) of clean sequences x [N, T]
-    (targets = x); n_positions = E[n] = πNT (a float)."""
+    (targets = x); n_positions = E[n] = πNT (a float).  `all_reduce` (a sum over processes, as
+    compute_statistics's): each process passes its shard of the sequences."""
     acc = ExpectedMaskedStatisticsAccumulator(vocab_size, scheme, full_vocab_size, variant, keep=keep)
-    return two_passes(acc, _chunks(chunk_size, x), progress=progress)
+    return two_passes(acc, _chunks(chunk_size, x), all_reduce, progress=progress)

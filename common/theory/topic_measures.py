@@ -27,6 +27,10 @@ Measures, each the mean over the pairs of a bin (`binned_means`):
 The leading-term model (every weight replaced by its docs/theory.md §3 prediction at the same step) is
 measured exactly like the trained one, so both curves share their keys.
 
+`query_topic` measures whether the query position already carries its own topic (docs/theory.md §16):
+the topic readout of each layer's input at the query against the topic of the word there, weighted by
+the query's share of the gradient of W^l (`score_gradients`); common/tiny/topic_ablation.py reads it.
+
 `embedding_measures` is the embedding measure of Li, Li & Risteski (2023) (common/checkpoints/topic_embeddings.py).
 """
 import torch

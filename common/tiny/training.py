@@ -32,7 +32,7 @@ attention-only transformer, tracking how each weight lines up with its leading-t
               mask_seed(seed, e, k) (BLAKE2b of "mask:{seed}:{e}:{k}"), and each micro-batch takes its
               rows, so every epoch redraws and a resumed run redraws exactly; the loss is the mean CE
               over the selected positions of the global batch (masked_step).  Statistics: §16's (their
-              expectation over the corruption), computed whole on every process
+              expectation over the corruption), sharded and all-reduced as the causal ones
     variants  `attention` (causal or all positions), `residual`, `output` (trained W_O or identity),
               `optimizer` (sgd, or adam with its moments saved beside each checkpoint: optimizer_path),
               `uniform_attention_steps` (W and P held at zero — their gradients dropped — for the first
@@ -263,6 +263,15 @@ def statistics_variant(cfg: TrainConfig) -> str:
     return "identity" if cfg.output == "identity" else "residual"
 
 
+def leading_term_theory(cfg: TrainConfig) -> bool:
+    """Whether the run has leading terms (the log's cosines, tiny_causal.py's theory directions): two
+    architectures (residual + trained W_O; no residual + identity output); with causal attention the
+    statistics are §2's (the residual model's, next-token objective), with attention over all positions
+    §16's (either objective, either model)."""
+    return cfg.residual == (cfg.output == "trained") and (
+        not attends_causally(cfg) or (cfg.objective == "causal" and cfg.output == "trained"))
+
+
 def make_optimizer(cfg: TrainConfig, model):
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -296,34 +305,49 @@ def load_optimizer_tensors(model, optimizer, tensors: dict) -> None:
         optimizer.state[target][key] = value.clone() if key == "step" else value.to(target.device).clone()
 
 
-def all_positions_statistics(chosen: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
-    """docs/theory.md §16 statistics (attention over all positions) of the sequences `chosen` [N, T+1], for
-    the model's `vocab_size`: for the masked objective their expectation over the corruption of the first T
-    tokens (MASK = the last id), for the next-token objective those of x → y with every position selected.
-    Computed whole on every process, in float64 on the CPU, then moved to the run's device."""
+def all_positions_statistics(shard: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
+    """docs/theory.md §16 statistics (attention over all positions) of the sequences `shard` [N, T+1] (this
+    process's share, statistics_of), for the model's `vocab_size`: for the masked objective their expectation
+    over the corruption of the first T tokens (MASK = the last id), for the next-token objective those of
+    x → y with every position selected.  Accumulated in float64 on the CPU, summed over the processes
+    (cpu_all_reduce), then moved to the run's device."""
     from common.theory.masked_statistics import expected_masked_statistics, masked_statistics
-    options = dict(variant=statistics_variant(cfg), chunk_size=cfg.stats_chunk, progress=cfg.progress and proc.main)
+    options = dict(variant=statistics_variant(cfg), chunk_size=cfg.stats_chunk, progress=cfg.progress and proc.main,
+                   all_reduce=cpu_all_reduce(proc) if proc.world > 1 else None)
     if cfg.objective == "masked":
-        stats = expected_masked_statistics(chosen[:, :cfg.seq_len], masking_scheme(cfg, vocab_size - 1), vocab_size,
+        stats = expected_masked_statistics(shard[:, :cfg.seq_len], masking_scheme(cfg, vocab_size - 1), vocab_size,
                                            **options)
     else:
-        x, y = chosen[:, :-1], chosen[:, 1:]
+        x, y = shard[:, :-1], shard[:, 1:]
         stats = masked_statistics(x, y, torch.ones_like(x, dtype=torch.bool), vocab_size, **options)
     return replace(stats, **{name: value.to(proc.device) for name, value in stats.tensors().items()})
+
+
+def cpu_all_reduce(proc: Processes):
+    """A sum over the processes for CPU tensors: through the run's device when that is not the CPU (nccl
+    reduces GPU tensors only), in place either way."""
+    def all_reduce(tensor: torch.Tensor) -> None:
+        if tensor.device == proc.device:
+            proc.all_reduce(tensor)
+            return
+        moved = tensor.to(proc.device)
+        proc.all_reduce(moved)
+        tensor.copy_(moved)
+    return all_reduce
 
 
 def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc: Processes):
     """docs/theory.md §2 statistics of the training sequences (or the first `stats_sequences` of epoch 0),
     each process taking every world-th sequence; float64, all-reduced.  The masked objective, or attention
-    over all positions: §16's (all_positions_statistics), for the model's `vocab_size`."""
+    over all positions: §16's (all_positions_statistics), for the model's `vocab_size`, sharded alike."""
     chosen = tokens
     if cfg.stats_sequences:
         chosen = tokens[epoch_order(len(tokens), cfg.seed, 0)[:cfg.stats_sequences]]
-    if cfg.objective == "masked" or not attends_causally(cfg):
-        return all_positions_statistics(chosen.long(), cfg, vocab_size, proc)
     shard = chosen[proc.rank::proc.world].long()
     if len(shard) == 0:
         raise UserError(f"too few statistics sequences ({len(chosen)}) for {proc.world} processes")
+    if cfg.objective == "masked" or not attends_causally(cfg):
+        return all_positions_statistics(shard, cfg, vocab_size, proc)
     return compute_statistics(shard[:, :-1], shard[:, 1:], vocab_size, chunk_size=cfg.stats_chunk,
                               device=proc.device, all_reduce=proc.all_reduce if proc.world > 1 else None,
                               progress=cfg.progress and proc.main)
@@ -479,11 +503,7 @@ class Trainer:
                               f"{cfg.mask_prob:g}, MASK / own token / random word "
                               f"{'/'.join(f'{p:g}' for p in cfg.mask_split)}); the model's vocabulary is the "
                               f"{self.n_words:,} words + {self.mask_token} (id {self.n_words})")
-        # exact leading terms (the log's cosines) exist for two architectures (residual + trained W_O; no
-        # residual + identity output); with causal attention the statistics are §2's (the residual model's,
-        # next-token objective), with attention over all positions §16's (either objective, either model)
-        self.theory = cfg.residual == (cfg.output == "trained") and (
-            not attends_causally(cfg) or (not self.masked and cfg.output == "trained"))
+        self.theory = leading_term_theory(cfg)   # exact leading terms: the log's cosines
         if not self.theory:
             self.notes.append("no leading-term theory for this combination of objective, attention, residual and "
                               "output: the log holds the loss only")
@@ -580,7 +600,8 @@ class Trainer:
         """A log entry's cosines and relative errors at the current step (computing them changes nothing)."""
         values = {}
         if self.theory:
-            values.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step))
+            values.update(theory_entry(self.model, self.stats, self.cfg.lr, self.step,
+                                       self.cfg.uniform_attention_steps))
         if self.tracker is not None:
             values.update(path_entry(self.model, self.tracker.predictions()))
         return values

@@ -107,3 +107,13 @@ def test_the_fill_in_page_renders_in_a_browser(suite, tmp_path):
     dom = browse(suite["root"] / "out" / "seed1" / "explorer.html", f"token={token}&revision=4", tmp_path)
     assert "Fill-in — what a MASK beside a is filled with" in dom and "model: p(b at [MASK]" in dom
     assert "unigram predictor" in dom and "most probable fill-in of a MASK beside it" in dom
+
+
+def test_same_corpus_settings_and_seed_give_the_same_bytes(suite, tmp_path):
+    # the WordPiece vocabulary is counted, not trained by tokenizers' (process-dependent) trainers
+    corpus = suite["root"] / "corpus.txt"
+    run("train_neox_checkpoints.py", f"--dataset={corpus}", *TRAIN, "--seeds=1", f"--out_dir={tmp_path}")
+    for name in ("tokenizer.json", "model.safetensors", "config.json"):
+        for step in (0, 4):
+            assert (tmp_path / f"seed1-step_{step}" / name).read_bytes() == \
+                (suite["root"] / "ckpt" / f"seed1-step_{step}" / name).read_bytes(), (name, step)

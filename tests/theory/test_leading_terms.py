@@ -122,3 +122,57 @@ def test_masked_coefficients_and_order_two():
     assert c == {"V": 2.5, "W": 0.25 * 10, "P": 0.25 * 10}
     with pytest.raises(ValueError, match="residual model only"):
         predicted_weights(None, 0.5, 5, order=2, variant="identity")
+
+
+@pytest.mark.parametrize("variant", ["residual", "identity"])
+def test_uniform_attention_stage_shifts_the_sums_of_W_and_P(markov, variant):
+    # W and P held at zero (their gradients dropped) for the first s₀ steps while V and W_O train, full-batch
+    # SGD: W(s) ≈ η⁴ Σ_{s₀≤k<s} k²(k−1)/2 Q̄ (identity: η² Σ_{s₀≤k<s} k Q̄').  That is W's exact leading
+    # coefficient at fixed s: the relative error falls in proportion to η, while the unshifted sum stays O(1) off
+    from common.theory.alignment import theory_entry
+    from common.theory.masked_statistics import masked_statistics
+    from common.theory.masking import MaskingScheme, corrupt
+    n_words, T, steps, s0 = 12, 8, 7, 5
+    x, _ = markov(32, T, n_words, seed=4)
+    x_tilde, selected = corrupt(x, MaskingScheme(n_words, n_words, mask_prob=0.3), torch.Generator().manual_seed(1))
+    V = n_words + 1
+    stats = masked_statistics(x_tilde, x, selected, V, variant=variant)
+    errors = {}
+    for lr in ((0.02, 0.01) if variant == "residual" else (0.2, 0.1)):
+        model = AttentionOnlyTransformer(V, T, 1, causal=False, residual=variant == "residual",
+                                         output="trained" if variant == "residual" else "identity").double()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        for step in range(steps):
+            optimizer.zero_grad()
+            model.loss(x_tilde, x, selected).backward()
+            if step < s0:
+                model.layers[0].W.grad = model.layers[0].P.grad = None
+            optimizer.step()
+            if step + 1 == s0:   # during the stage: W, P exactly zero and no prediction to compare with
+                entry = theory_entry(model, stats, lr, s0, uniform_attention_steps=s0)
+                assert not model.layers[0].W.any() and entry["layer_0_W_Q_bar_rel_err"] is None
+                assert entry["layer_0_P_p_bar_rel_err"] is None
+        shifted = predicted_weights(stats, lr, steps, variant=variant, uniform_attention_steps=s0)
+        plain = predicted_weights(stats, lr, steps, variant=variant)
+        entry = theory_entry(model, stats, lr, steps, uniform_attention_steps=s0)
+        for kind, key in (("W", "layer_0_W_Q_bar_rel_err"), ("P", "layer_0_P_p_bar_rel_err")):
+            weight = getattr(model.layers[0], kind)
+            error = relative_error(weight, shifted[kind])
+            assert entry[key] == pytest.approx(error, rel=1e-9)
+            assert relative_error(weight, plain[kind]) > 0.1, kind
+            errors.setdefault(kind, []).append(error)
+        for kind in ("W_O", "V"):   # unaffected by the stage
+            if kind in shifted:
+                assert torch.equal(shifted[kind], plain[kind])
+    for kind, (coarse, fine) in errors.items():
+        assert coarse < 0.05 and 1.6 < coarse / fine < 2.4, (kind, coarse, fine)
+
+
+def test_uniform_attention_coefficients():
+    full, frozen = leading_coefficients(0.5, 5), leading_coefficients(0.5, 5, uniform_attention_steps=3)
+    assert frozen["W_O"] == full["W_O"] and frozen["V"] == full["V"]
+    assert frozen["W"] == frozen["P"] == 0.5 ** 4 * (9 + 24)           # k = 3, 4 only
+    assert leading_coefficients(0.5, 2, uniform_attention_steps=3)["W"] == 0.0
+    assert leading_coefficients(0.5, 5, "identity", uniform_attention_steps=3)["W"] == 0.25 * (3 + 4)
+    with pytest.raises(ValueError, match="uniform_attention_steps"):
+        leading_coefficients(0.5, 5, uniform_attention_steps=-1)

@@ -397,8 +397,10 @@ def test_uniform_attention_stage_holds_W_and_P_at_zero_then_everything_trains(da
         for l in range(2):
             assert not w[f"layers.{l}.W"].any() and not w[f"layers.{l}.P"].any()
             assert w[f"layers.{l}.V"].abs().max() > 0 and w["W_O"].abs().max() > 0
-        # the path-exact recursion holds them at zero too
+        # the path-exact recursion holds them at zero too, and the §3 prediction counts only the steps after
+        # the stage (common/theory/leading_terms.py): none yet, where the plain sum would be η⁴(2 + 9)
         assert logs_of(out)[-1]["layer_0_W_path_rel_err"] is None
+        assert logs_of(out)[-1]["layer_0_W_Q_bar_rel_err"] is None and logs_of(out)[-1]["layer_1_P_p_bar_rel_err"] is None
         train(dict(settings, resume=True))
         assert all(weights(out)[f"layers.{l}.W"].abs().max() > 0 for l in range(2))
 
@@ -507,6 +509,57 @@ def test_two_gloo_processes_match_one_masked(data_dir, tmp_path):
     for one, two in zip(logs_of(tmp_path / "one"), logs_of(tmp_path / "two")):
         assert one["loss"] == pytest.approx(two["loss"], abs=1e-6)
         assert one["layer_0_V_B_bar_Phi_bar"] == pytest.approx(two["layer_0_V_B_bar_Phi_bar"], abs=1e-6)
+
+
+# every process's statistics under torchrun, each case of STATISTICS_CASES in turn (settings as JSON in argv)
+STATISTICS_SCRIPT = """
+import json, sys
+import torch
+from safetensors.torch import load_file, save_file
+from common.device import setup_processes
+from common.tiny.training import TrainConfig, statistics_of
+tokens, out = load_file(sys.argv[1])["tokens"], sys.argv[2]
+proc = setup_processes("cpu")
+for i, settings in enumerate(json.loads(sys.argv[3])):
+    stats = statistics_of(tokens, TrainConfig.from_settings(settings), int(tokens.max()) + 2, proc)
+    save_file({k: v.contiguous() for k, v in stats.tensors().items() if v is not None}
+              | {"n_positions": torch.tensor(float(stats.n_positions), dtype=torch.float64)},
+              f"{out}/{proc.rank}_{i}.safetensors")
+"""
+STATISTICS_CASES = [dict(objective="masked", seq_len=9, mask_prob=0.3),
+                    dict(objective="masked", seq_len=9, residual=False, output="identity"),
+                    dict(objective="masked", seq_len=9, stats_sequences=13),
+                    dict(objective="causal", attention="all", seq_len=9),
+                    dict(objective="causal", seq_len=9)]
+
+
+def test_two_gloo_processes_compute_the_statistics_of_one(tmp_path, markov):
+    """The statistics of every objective and attention are sharded (each process every world-th sequence) and
+    all-reduced: 2 gloo processes give those of 1, on both processes (25 sequences: uneven shards)."""
+    from safetensors.torch import load_file, save_file
+    from common.device import Processes
+    from common.tiny.training import statistics_of
+    x, y = markov(25, 9, 11, seed=5)
+    tokens = torch.cat([x, y[:, -1:]], 1).int()
+    save_file({"tokens": tokens}, str(tmp_path / "tokens.safetensors"))
+    (tmp_path / "stats.py").write_text(STATISTICS_SCRIPT)
+    cases = [dict(case, progress=False, device="cpu", seed=3) for case in STATISTICS_CASES]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(tmp_path / "stats.py"), str(tmp_path / "tokens.safetensors"), str(tmp_path), json.dumps(cases)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)))
+    assert run.returncode == 0, run.stderr[-2000:]
+    for i, settings in enumerate(cases):
+        one = statistics_of(tokens, TrainConfig.from_settings(settings), 12, Processes(0, 1, torch.device("cpu")))
+        expected = {k: v for k, v in one.tensors().items() if v is not None}
+        assert expected["attention_map"].abs().max() > 0 and expected["position_map"].abs().max() > 0
+        for rank in (0, 1):
+            two = load_file(str(tmp_path / f"{rank}_{i}.safetensors"))
+            assert float(two.pop("n_positions")) == pytest.approx(float(one.n_positions), rel=1e-12)
+            assert set(two) == set(expected), settings
+            for name, value in expected.items():
+                scale = float(value.abs().max()) or 1.0
+                assert float((two[name] - value).abs().max()) <= 1e-12 * scale, (settings, name)
 
 
 # -- what a newcomer meets: Ctrl-C, the printed resume command, the plan and its warnings (issue 24) ----------
