@@ -400,7 +400,8 @@ def test_uniform_attention_stage_holds_W_and_P_at_zero_then_everything_trains(da
         # the path-exact recursion holds them at zero too, and the §3 prediction counts only the steps after
         # the stage (common/theory/leading_terms.py): none yet, where the plain sum would be η⁴(2 + 9)
         assert logs_of(out)[-1]["layer_0_W_path_rel_err"] is None
-        assert logs_of(out)[-1]["layer_0_W_Q_bar_rel_err"] is None and logs_of(out)[-1]["layer_1_P_p_bar_rel_err"] is None
+        last = logs_of(out)[-1]
+        assert last["layer_0_W_Q_bar_rel_err"] is None and last["layer_1_P_p_bar_rel_err"] is None
         train(dict(settings, resume=True))
         assert all(weights(out)[f"layers.{l}.W"].abs().max() > 0 for l in range(2))
 
