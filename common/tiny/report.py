@@ -100,8 +100,10 @@ def trained_weights_by_statistic(model) -> dict:
 
 def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top: int = 5,
                        n_tokens: int = 20, words: str = "", lr: float = None, step: int = None,
-                       view: str = "normalised", mask_id: int = None) -> str:
-    """The report's markdown; `mask_id`: a masked run's MASK token (the last id), None for a causal run."""
+                       view: str = "normalised", mask_id: int = None, uniform_attention_steps: int = 0) -> str:
+    """The report's markdown; `mask_id`: a masked run's MASK token (the last id), None for a causal run;
+    `uniform_attention_steps`: the run's first stage, during which W and P did not train (their predictions
+    count only the steps they trained, common/theory/alignment.py)."""
     check_view(view)
     support = LiftSupport(stats)
     ids = report_token_ids(tokens, vocabulary, n_tokens, words, stats, mask_id, support)
@@ -132,7 +134,7 @@ def association_report(model, stats, vocabulary: list, tokens: torch.Tensor, top
         lines += [f"Not in the vocabulary: {', '.join(missing)}.", ""]
     lines += [unknown_token_line(vocabulary, tokens), ""]
     if lr is not None and step:
-        entry = theory_entry(model, stats, lr, step)
+        entry = theory_entry(model, stats, lr, step, uniform_attention_steps)
         lines += ["| weight | cosine with its matrix | relative error to §3 |", "| --- | --- | --- |"]
         for key, _, _ in named_weights(model):
             err = entry[f"{key}_rel_err"]
@@ -178,7 +180,8 @@ def write_report(path, model, stats, vocabulary, tokens, cfg, step=None, theory:
     """`theory`: whether the run's weights have leading terms to compare with (the cosine table)."""
     text = association_report(model, stats, vocabulary, tokens, cfg.report_top, cfg.report_tokens,
                               cfg.report_words, cfg.lr if theory else None, step,
-                              getattr(cfg, "report_view", "normalised"), mask_id_of(cfg, vocabulary))
+                              getattr(cfg, "report_view", "normalised"), mask_id_of(cfg, vocabulary),
+                              getattr(cfg, "uniform_attention_steps", 0))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)

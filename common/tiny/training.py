@@ -355,7 +355,7 @@ def statistics_of(tokens: torch.Tensor, cfg: TrainConfig, vocab_size: int, proc:
 
 # -- the run -----------------------------------------------------------------------------------
 # A run whose schedule ends far before the early regime could end learns nothing visible, however long
-# it takes (docs/pipelines.md §2).  W_O's leading term τB̄ (docs/theory.md §3) moves the logit of b after a
+# it takes (docs/pipelines.md §3).  W_O's leading term τB̄ (docs/theory.md §3) moves the logit of b after a
 # by τ·B̄[a, b]; the output softmax leaves uniform, the loss starts to fall and the next-order terms start
 # to count (the end of the early regime, §10) as the largest of those changes, τ·max|B̄|, nears one nat,
 # at τ₁ = 1/max|B̄|.  On the demo corpus τ₁ = 47, and the early regime was measured to end at τ ≈ 15–33,

@@ -248,3 +248,22 @@ def test_masked_runs_report_labels_the_mask_row_and_never_offers_it_as_an_output
     for line in report.splitlines():
         if line.startswith(("| B̄ |", "| W_O |", "| Σ_B |")):
             assert "`<mask>`" not in line, line
+
+
+def test_the_weight_table_counts_only_the_steps_w_and_p_trained(story_report_inputs):
+    """A run whose first stage held W and P at zero: the table's relative errors are those of
+    theory_entry with that stage (W and P predicted from the steps they trained), not of a run without it."""
+    from common.theory.alignment import theory_entry
+    model, stats, vocabulary, tokens = story_report_inputs
+
+    def error_cell(report, key):
+        return re.search(rf"\| `{key}` \| [-\d.]+ \| ([^|]+) \|", report).group(1).strip()
+
+    plain = association_report(model, stats, vocabulary, tokens, top=1, n_tokens=1, lr=0.5, step=20)
+    staged = association_report(model, stats, vocabulary, tokens, top=1, n_tokens=1, lr=0.5, step=20,
+                                uniform_attention_steps=10)
+    expected = theory_entry(model, stats, 0.5, 20, 10)["layer_0_W_Q_bar_rel_err"]
+    assert error_cell(staged, "layer_0_W_Q_bar") == f"{expected:.3g}"
+    assert error_cell(plain, "layer_0_W_Q_bar") != error_cell(staged, "layer_0_W_Q_bar")
+    # V and W_O trained throughout: the same in both
+    assert error_cell(plain, "layer_0_V_B_bar_Phi_bar") == error_cell(staged, "layer_0_V_B_bar_Phi_bar")
