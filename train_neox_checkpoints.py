@@ -8,7 +8,8 @@ attention, QK-norm, norms after attention and MLP); qwen2: Qwen2 (query/key/valu
 (per-head QK-norm); bert: BertForMaskedLM, trained with the masked objective (docs/theory.md §16, §17: each
 inner position selected with probability 0.15, shown as [MASK] 80%, itself 10%, a random word 10%, the
 loss at the selected positions; windows are [CLS] + T−2 tokens + [SEP], the special positions never
-selected), its decoder tied to the word embeddings as BERT's, and a lower-casing WordPiece tokenizer.
+selected), its decoder tied to the word embeddings as BERT's, and a lower-casing WordPiece tokenizer
+(its vocabulary counted: every character and its ## continuation, then the most frequent words).
 The causal families have untied input/output embeddings; all train with AdamW (β = 0.9, 0.95, weight decay 0.01),
 linear warmup then cosine decay to 10%, on a local corpus (default: the embedded synthetic stories).
 Documents are joined with the end-of-text token and cut into windows of max_seq_len+1 tokens, shuffled
