@@ -49,6 +49,8 @@ integrity_reference = ""     # one more revision (e.g. main) hashed against the 
 recompute = False            # recompute revisions whose results exist for the same weights and settings
 attention_bias = False       # False: the release's form H̃ W'_Q W'_Kᵀ H̃ᵀ (a QK-norm kept); True: the module's own
                              # logits, the projections' biases (and the norm's β) included (docs/theory.md §9)
+centre_tokens = False        # rsa with the mean row over K removed on both sides (docs/theory.md §4): the part
+                             # shared by every token is not read as agreement; False: the paper's metric
 device = "auto"              # cuda when available, else cpu (under torchrun: each process's own GPU)
 deterministic = True         # deterministic kernels: the same numbers on every run (False: faster)
 output_dir = "out/pythia"

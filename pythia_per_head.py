@@ -36,6 +36,8 @@ max_unknown_rate = 0.01      # warn when a larger fraction of the corpus's token
 integrity_reference = ""     # one more revision (e.g. main) hashed against the compared ones, not compared
 recompute = False            # recompute revisions whose results exist for the same weights and settings
 attention_bias = False       # False: the release's form (a QK-norm kept); True: the projections' biases included
+centre_tokens = False        # rsa with the mean row over K removed on both sides (docs/theory.md §4): the part
+                             # shared by every token is not read as agreement; False: the paper's metric
 device = "auto"              # cuda when available, else cpu (under torchrun: each process's own GPU)
 deterministic = True         # deterministic kernels: the same numbers on every run (False: faster)
 output_dir = "out/pythia"

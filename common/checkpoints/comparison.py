@@ -10,7 +10,8 @@ the token set K.
               the mean over heads is [q_1 … q_H]/H · [k_1 … k_H]ᵀ.  Factored as
               rowcenter(Q Kᵀ) = Q (K − 1·k̄)ᵀ, so no n×n matrix exists on the model side.
   no-MLP    : H_mid vs (B̄Φ̄)ᵀ;      embedding : H_post vs (B̄Φ̄)ᵀ.
-The theory side is L2-normalised row by row.  On a GPU the two K×K theory matrices are prepared in
+The theory side is L2-normalised row by row.  `centre_tokens` (pythia.py's block) token-centres every
+similarity of the run, both sides (docs/theory.md §4): the part shared by every token is not agreement.  On a GPU the two K×K theory matrices are prepared in
 place in float32 (reductions in float64); on the CPU everything is float64.
 
 Settings travel as one `ComparisonConfig`; the runs over models and revisions are in
@@ -43,18 +44,21 @@ def compute_dtype(device: torch.device):
 def result_settings(config: ComparisonConfig, statistics_key: str, dtype) -> dict:
     """What a revision's results depend on besides its weights: a rerun with equal settings may reuse them."""
     return {"version": RESULTS_VERSION, "statistics": statistics_key, "attention_bias": bool(config.attention_bias),
-            "dtype": str(dtype)}
+            "dtype": str(dtype), "centre_tokens": bool(config.centre_tokens)}
 
 
 class TheoryTargets:
     """The theory sides, row-normalised and prepared once for every layer, head and revision.
-    Consumes the statistics' K×K matrices (prepared in place: no second copy)."""
+    Consumes the statistics' K×K matrices (prepared in place: no second copy).  `centre_tokens`: every
+    similarity against these targets is token-centred (the targets carry it to rsa_to_target/rsa_factored)."""
 
-    def __init__(self, statistics: dict, dtype, need_value: bool = True):
+    def __init__(self, statistics: dict, dtype, need_value: bool = True, centre_tokens: bool = False):
         self.dtype = dtype
-        self.attention = RSATarget(statistics.pop("attention_map"), normalize=True, dtype=dtype, copy=False)
+        self.attention = RSATarget(statistics.pop("attention_map"), normalize=True, dtype=dtype, copy=False,
+                                   centre_tokens=centre_tokens)
         value_map = statistics.pop("value_map", None)
-        self.value = (RSATarget(value_map, normalize=True, dtype=dtype, copy=False) if need_value else None)
+        self.value = (RSATarget(value_map, normalize=True, dtype=dtype, copy=False, centre_tokens=centre_tokens)
+                      if need_value else None)
         del value_map
 
 

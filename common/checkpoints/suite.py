@@ -137,7 +137,7 @@ def run_comparison(config: ComparisonConfig, heads: bool = False, log=write) -> 
     settings = dict(result_settings(config, statistics.pop("cache_key"), dtype),
                     **({"target_layer": config.target_layer} if heads else {}))
     token_ids = statistics["token_ids"].cpu()
-    targets = TheoryTargets(statistics, dtype, need_value=not heads)
+    targets = TheoryTargets(statistics, dtype, need_value=not heads, centre_tokens=config.centre_tokens)
     del statistics
     if getattr(first.model_config, "clip_qkv", None):
         log(f"note: clip_qkv={first.model_config.clip_qkv}: the per-token queries and keys are clipped as the model "

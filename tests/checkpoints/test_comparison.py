@@ -149,3 +149,42 @@ def test_float32_targets_in_place_match_float64():
 def test_representations_pre_is_previous_post():
     reps = Representations(embedding=torch.zeros(2, 3), mid=[torch.ones(2, 3)] * 2, post=[torch.full((2, 3), 5.0)] * 2)
     assert reps.pre(0).sum() == 0 and reps.pre(1).sum() == 30 and reps.n_layers == 2
+
+
+def test_token_centred_targets_centre_every_similarity_of_a_layer_and_its_heads():
+    """centre_tokens (pythia.py's block, docs/theory.md §4): layer and per-head similarities equal the dense
+    cos(J cov J, J cov J) of the model's own scores and representations; the setting is in the provenance."""
+    from common.checkpoints.comparison import ComparisonConfig, result_settings
+
+    model = tiny_model("neox", seed=5, layers=2, d=16, heads=4)
+    architecture = architecture_for(model.config)
+    reps = single_token_representations(model, torch.arange(40))
+    g = torch.Generator().manual_seed(6)
+    attention_map = torch.randn(40, 40, generator=g).double() + 3 * torch.rand(1, 40, generator=g).double()
+    value_map = torch.randn(40, 40, generator=g).double() + 3 * torch.rand(1, 40, generator=g).double()
+    J = torch.eye(40, dtype=torch.float64) - 1 / 40
+
+    def dense(theory, model_side):
+        ca, cb = theory - theory.mean(1, keepdim=True), model_side - model_side.mean(1, keepdim=True)
+        ka, kb = J @ ca @ ca.T @ J, J @ cb @ cb.T @ J
+        return float((ka * kb).sum() / (ka.norm() * kb.norm()))
+
+    centred = TheoryTargets({"attention_map": attention_map.clone(), "value_map": value_map.clone()}, torch.float64,
+                            centre_tokens=True)
+    plain = TheoryTargets({"attention_map": attention_map.clone(), "value_map": value_map.clone()}, torch.float64)
+    results, uncentred = layer_similarities(model, reps, centred, "cpu"), layer_similarities(model, reps, plain, "cpu")
+    for index in range(2):
+        vectors = architecture.query_key_vectors(model, index, reps.pre(index), biases=False)
+        scores = [(vectors.queries[h] @ vectors.keys[h].T).double() for h in range(4)]
+        expected = {"attention": dense(normalize_rows(attention_map), sum(scores) / 4),
+                    "no_mlp": dense(normalize_rows(value_map), reps.mid[index].double()),
+                    "embedding": dense(normalize_rows(value_map), reps.post[index].double())}
+        for kind, value in expected.items():
+            assert results[index][kind] == pytest.approx(value, abs=1e-10), (index, kind)
+            assert abs(results[index][kind] - uncentred[index][kind]) > 1e-4, (index, kind)
+        heads = head_similarities(model, reps, centred.attention, index, "cpu")
+        assert heads == pytest.approx([dense(normalize_rows(attention_map), s) for s in scores], abs=1e-10)
+    # the default keeps the paper's metric; the setting is part of what cached results depend on
+    assert ComparisonConfig().centre_tokens is False
+    keys = [result_settings(ComparisonConfig(centre_tokens=c), "key", torch.float64) for c in (False, True)]
+    assert keys[0] != keys[1] and keys[1]["centre_tokens"] is True
