@@ -118,6 +118,7 @@ def settings_classes():
     from common.corpus.lda import LDAParameters
     from common.corpus.tokenize import TokenizerConfig
     from common.tiny.regime import RegimeConfig
+    from common.tiny.topic_ablation import TopicAblationConfig
     from common.tiny.topic_series import TopicSeriesConfig
     from common.tiny.topic_structure import TopicStructureConfig
     from common.tiny.training import TrainConfig
@@ -127,6 +128,7 @@ def settings_classes():
             ("topic_structure.py", LDAParameters, lda, ()), ("topic_embeddings.py", TopicEmbeddingsConfig, every, ()),
             ("tiny_tokenize_natural.py", TokenizerConfig, every, ()), ("pythia.py", ComparisonConfig, every, ("target_layer",)),
             ("tiny_regime.py", RegimeConfig, every, ()), ("topic_series.py", TopicSeriesConfig, every, ()),
+            ("topic_ablation.py", TopicAblationConfig, every, ()),
             ("pythia_explore.py", ExplorerConfig, ("top", "k", "max_mb", "min_count", "view"), ())]
 
 

@@ -243,6 +243,11 @@ def check_settings(cfg: TrainConfig) -> None:
     if not cfg.residual and cfg.output == "trained" and cfg.init_std == 0:
         raise UserError("--residual=False with --output=trained never trains from zero (every hidden state and "
                         "gradient stays 0); use --output=identity (Li, Li & Risteski's model) or --init_std > 0")
+    if not cfg.residual and cfg.n_layers > 1 and cfg.init_std == 0:
+        # without the residual a zero layer outputs 0, so the next layer reads 0 and every V's gradient (which
+        # needs the layer's input and the V above it) is 0: zero is a stationary point (docs/theory.md §16)
+        raise UserError(f"--residual=False with --n_layers={cfg.n_layers} never trains from zero (every layer's "
+                        f"output and gradient stays 0); use --n_layers=1, --residual=True or --init_std > 0")
 
 
 def attends_causally(cfg: TrainConfig) -> bool:

@@ -485,12 +485,26 @@ def test_an_old_data_folder_and_an_old_checkpoint_still_work(data_dir, tmp_path)
     (dict(mask_split=[1.0, 0.0, 0.0]), "--mask_prob and --mask_split apply to --objective=masked only"),
     (dict(residual=False), "--residual=False with --output=trained never trains from zero"),
     (dict(uniform_attention_steps=-1), "--uniform_attention_steps must be at least 0"),
+    (dict(objective="masked", residual=False, output="identity", n_layers=2),
+     "--residual=False with --n_layers=2 never trains from zero"),
 ])
 def test_bad_objective_settings_get_one_line_and_no_output(data_dir, tmp_path, changes, message):
     import re
     with pytest.raises(UserError, match=re.escape(message)) as error:
         train(config(data_dir, tmp_path / "run", **changes))
     assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
+
+
+def test_a_zero_stack_without_residual_is_stationary():
+    """Why the trainer refuses --residual=False with several layers from zero: every gradient is 0 there."""
+    from common.theory.model import AttentionOnlyTransformer
+    model = AttentionOnlyTransformer(6, 5, 2, causal=False, residual=False, output="identity")
+    x = torch.randint(6, (4, 5), generator=torch.Generator().manual_seed(0))
+    model.loss(x, x).backward()
+    assert all(float(p.grad.abs().max()) == 0.0 for p in model.parameters())
+    single = AttentionOnlyTransformer(6, 5, 1, causal=False, residual=False, output="identity")
+    single.loss(x, x).backward()
+    assert float(single.layers[0].V.grad.abs().max()) > 0   # one layer does train
 
 
 def test_two_gloo_processes_match_one_masked(data_dir, tmp_path):
