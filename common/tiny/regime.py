@@ -336,7 +336,7 @@ def run_regime(cfg: RegimeConfig, log=None) -> dict:
             run = TrainConfig.from_settings(dict(
                 train_settings, out_dir=str(Path(tmp) / "runs" / f"lr_{lr:g}"), lr=lr, tau=cfg.tau_max,
                 log_every=1 / steps_per_epoch, save_every=0.0, keep_checkpoints=1, report_top=0, path_exact=True))
-            trainer = Trainer(run, log=log)
+            trainer = Trainer(run, log=log, short_by_design=True)   # it measures the early regime itself
             start = time.perf_counter()
             trainer.run()
             seconds, steps = seconds + time.perf_counter() - start, steps + trainer.step

@@ -421,11 +421,12 @@ class InterruptFlag:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, callbacks=(), log=None):
+    def __init__(self, cfg: TrainConfig, callbacks=(), log=None, short_by_design: bool = False):
         """`callbacks`: RunCallback objects (what the run writes besides logs and checkpoints);
         `log(line)`: where the plan of the run and the step-time estimate go (main process only;
-        None: silent)."""
-        self.cfg, self.callbacks = cfg, list(callbacks)
+        None: silent); `short_by_design`: the caller stops the run early on purpose (tiny_regime.py's
+        measuring runs), so the warning of a run that ends far before its early regime is not given."""
+        self.cfg, self.callbacks, self.short_by_design = cfg, list(callbacks), short_by_design
         self.log = log if log is not None else (lambda line: None)
         if cfg.resume:   # before any data is read: a wrong folder is the first thing to hear about
             check_resumable(cfg.out_dir)
@@ -660,7 +661,7 @@ class Trainer:
                 self.log(f"note: {note}")
             self.log(f"the corpus statistics of {_count(self.stats_count(), 'sequence')} took "
                      f"{_duration(self.stats_seconds)}")
-            warning = self.tau_warning()
+            warning = None if self.short_by_design else self.tau_warning()
             if warning:
                 self.log(f"warning: {warning}")
         model = self.ddp or self.model

@@ -686,6 +686,12 @@ def test_a_run_that_ends_far_before_the_early_regime_is_told_so_before_training(
     lines = []
     train(config(data_dir, tmp_path / "fine", lr=fine), log=lines.append)
     assert not any(line.startswith("warning:") for line in lines)
+    # a run stopped early on purpose (tiny_regime.py's measuring runs) is not warned about
+    from common.tiny.training import resolve_config
+    lines = []
+    Trainer(resolve_config(config(data_dir, tmp_path / "measuring", lr=slow)), log=lines.append,
+            short_by_design=True).run()
+    assert lines and not any(line.startswith("warning:") for line in lines)
 
 
 def can_flush_subnormals() -> bool:
