@@ -67,6 +67,16 @@ def tiny_stories(n: int = 120, seed: int = 0) -> list:
     return stories
 
 
+def natural_token_folder(parent, n_stories: int = 64):
+    """`parent`/natural: the natural tokenizer's folder of `tiny_stories(n_stories)` (what the trainer reads)."""
+    import datasets
+    from common.corpus.tokenize import tokenize_natural, write_token_folder
+    folder = parent / "natural"
+    write_token_folder(folder, *tokenize_natural(datasets.Dataset.from_dict({"text": tiny_stories(n_stories)}),
+                                                 vocab_size=3000))
+    return folder
+
+
 def write_txt(path, stories) -> str:
     path.write_text("\n\n".join(stories) + "\n", encoding="utf-8")
     return str(path)

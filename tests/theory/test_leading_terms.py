@@ -84,6 +84,23 @@ def test_order_two_leaves_underived_kinds_at_order_one(markov):
         predicted_weights(compute_statistics(x, y, 10), 0.5, 6, order=2)
 
 
+def full_batch_masked_sgd(variant, V, T, lr, steps, batch, hold_attention=0, after_step=None):
+    """A one-layer masked model of the variant trained from zero by full-batch SGD on batch (x̃, y, selected),
+    W and P held at zero for the first `hold_attention` steps; `after_step(step, model)` after each step."""
+    model = AttentionOnlyTransformer(V, T, 1, causal=False, residual=variant == "residual",
+                                     output="trained" if variant == "residual" else "identity").double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(steps):
+        optimizer.zero_grad()
+        model.loss(*batch).backward()
+        if step < hold_attention:
+            model.layers[0].W.grad = model.layers[0].P.grad = None
+        optimizer.step()
+        if after_step is not None:
+            after_step(step, model)
+    return model
+
+
 @pytest.mark.parametrize("variant", ["residual", "identity"])
 def test_masked_discrete_forms_against_autograd(markov, variant):
     # docs/theory.md §16 in discrete SGD form, full-batch steps on one fixed corruption draw: residual
@@ -97,13 +114,7 @@ def test_masked_discrete_forms_against_autograd(markov, variant):
     x, _ = markov(48, T, n_words, seed=6)
     x_tilde, selected = corrupt(x, MaskingScheme(n_words, n_words, mask_prob=0.3), torch.Generator().manual_seed(0))
     V = n_words + 1
-    model = AttentionOnlyTransformer(V, T, 1, causal=False, residual=variant == "residual",
-                                     output="trained" if variant == "residual" else "identity").double()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        model.loss(x_tilde, x, selected).backward()
-        optimizer.step()
+    model = full_batch_masked_sgd(variant, V, T, lr, steps, (x_tilde, x, selected))
     stats = masked_statistics(x_tilde, x, selected, V, variant=variant)
     predicted = predicted_weights(stats, lr, steps, variant=variant)
     continuous = continuous_coefficients(lr * steps)
@@ -139,19 +150,13 @@ def test_uniform_attention_stage_shifts_the_sums_of_W_and_P(markov, variant):
     stats = masked_statistics(x_tilde, x, selected, V, variant=variant)
     errors = {}
     for lr in ((0.02, 0.01) if variant == "residual" else (0.2, 0.1)):
-        model = AttentionOnlyTransformer(V, T, 1, causal=False, residual=variant == "residual",
-                                         output="trained" if variant == "residual" else "identity").double()
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-        for step in range(steps):
-            optimizer.zero_grad()
-            model.loss(x_tilde, x, selected).backward()
-            if step < s0:
-                model.layers[0].W.grad = model.layers[0].P.grad = None
-            optimizer.step()
+        def during_the_stage(step, model):
             if step + 1 == s0:   # during the stage: W, P exactly zero and no prediction to compare with
                 entry = theory_entry(model, stats, lr, s0, uniform_attention_steps=s0)
                 assert not model.layers[0].W.any() and entry["layer_0_W_Q_bar_rel_err"] is None
                 assert entry["layer_0_P_p_bar_rel_err"] is None
+        model = full_batch_masked_sgd(variant, V, T, lr, steps, (x_tilde, x, selected), hold_attention=s0,
+                                      after_step=during_the_stage)
         shifted = predicted_weights(stats, lr, steps, variant=variant, uniform_attention_steps=s0)
         plain = predicted_weights(stats, lr, steps, variant=variant)
         entry = theory_entry(model, stats, lr, steps, uniform_attention_steps=s0)

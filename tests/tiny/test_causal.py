@@ -3,7 +3,6 @@ every run with leading terms (masked objective, identity variant: docs/theory.md
 import copy
 import math
 
-import datasets
 import pytest
 import torch
 
@@ -12,7 +11,6 @@ from common.tiny.causal import (attention_summary, causal_ablation, evaluation_d
                                 remove_projection, run_objective)
 from common.theory.model import AttentionOnlyTransformer
 from common.theory.statistics import compute_statistics
-from conftest import tiny_stories
 
 
 def test_remove_projection_leaves_the_orthogonal_part():
@@ -74,11 +72,8 @@ def test_attention_summary_over_all_positions_against_brute_force(markov):
 # -- the check of masked runs and of the identity variant (docs/theory.md §16) ------------------------
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from common.corpus.tokenize import tokenize_natural, write_token_folder
-    folder = tmp_path_factory.mktemp("tiny") / "natural"
-    write_token_folder(folder, *tokenize_natural(datasets.Dataset.from_dict({"text": tiny_stories(64)}),
-                                                 vocab_size=3000))
-    return folder
+    from conftest import natural_token_folder
+    return natural_token_folder(tmp_path_factory.mktemp("tiny"))
 
 
 def trained_run(data_dir, out_dir, **changes):

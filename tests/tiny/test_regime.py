@@ -53,13 +53,8 @@ def test_settings_defaults_equal_the_scripts_block():
     assert {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(RegimeConfig)} == block
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from common.corpus.tokenize import tokenize_natural, write_token_folder
-    from conftest import tiny_stories
-    import datasets
-    folder = tmp_path_factory.mktemp("regime") / "natural"
-    write_token_folder(folder, *tokenize_natural(datasets.Dataset.from_dict({"text": tiny_stories(64)}),
-                                                 vocab_size=3000))
-    return folder
+    from conftest import natural_token_folder
+    return natural_token_folder(tmp_path_factory.mktemp("tiny"))
 
 
 TINY = ["--seq_len=12", "--batch_size=8", "--n_layers=2", "--progress=False", "--tau_max=12", "--series_sequences=24"]

@@ -34,10 +34,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny") / "natural"
-    stories = datasets.Dataset.from_dict({"text": tiny_stories(96)})
-    write_token_folder(folder, *tokenize_natural(stories, vocab_size=3000))
-    return folder
+    from conftest import natural_token_folder
+    return natural_token_folder(tmp_path_factory.mktemp("tiny"), 96)
 
 
 def config(data_dir, out_dir, **changes):
