@@ -538,6 +538,9 @@ for i, settings in enumerate(json.loads(sys.argv[3])):
     save_file({k: v.contiguous() for k, v in stats.tensors().items() if v is not None}
               | {"n_positions": torch.tensor(float(stats.n_positions), dtype=torch.float64)},
               f"{out}/{proc.rank}_{i}.safetensors")
+# leave together: a process that exits while the other still talks to it makes gloo abort the other
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()
 """
 STATISTICS_CASES = [dict(objective="masked", seq_len=9, mask_prob=0.3),
                     dict(objective="masked", seq_len=9, residual=False, output="identity"),
