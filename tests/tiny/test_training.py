@@ -5,7 +5,6 @@ import math
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from common.io import UserError
 from common.corpus.tokenize import load_stories, story_lengths, tokenize_natural, write_token_folder
 from common.tiny.training import (RunCallback, TrainConfig, Trainer, checkpoint_paths, event_steps, final_summary,
                              micro_batch_indices, train)
-from conftest import tiny_stories
+from conftest import tiny_stories, two_gloo_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -217,12 +216,10 @@ def test_resuming_a_finished_run_says_it_is_complete(data_dir, tmp_path):
 def test_two_gloo_processes_match_one(data_dir, tmp_path):
     """torchrun with 2 CPU processes (batch 4 each) against 1 process (batch 8): same global batch."""
     train(config(data_dir, tmp_path / "one", batch_size=8, epochs=2))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "tiny_self_attn_natural.py", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'two'}",
-               "--seq_len=16", "--batch_size=4", "--epochs=2", "--lr=0.5", "--log_every=0.5",
-               "--save_every=0.5", "--report_top=0", "--progress=False", "--device=cpu", "--seed=3"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    run = two_gloo_processes(["tiny_self_attn_natural.py", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'two'}",
+                              "--seq_len=16", "--batch_size=4", "--epochs=2", "--lr=0.5", "--log_every=0.5",
+                              "--save_every=0.5", "--report_top=0", "--progress=False", "--device=cpu", "--seed=3"],
+                             fresh=tmp_path / "two")
     assert run.returncode == 0, run.stderr[-2000:]
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
@@ -509,13 +506,10 @@ def test_two_gloo_processes_match_one_masked(data_dir, tmp_path):
     """The masked loss under DDP: 2 processes of batch 4 against 1 of batch 8 (the same corruption, the
     same mean over the global batch's selected positions)."""
     train(config(data_dir, tmp_path / "one", batch_size=8, epochs=1, **MASKED))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "tiny_self_attn_natural.py", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'two'}",
-               "--seq_len=16", "--batch_size=4", "--epochs=1", "--lr=0.5", "--log_every=0.5", "--n_layers=1",
-               "--save_every=0.5", "--report_top=0", "--progress=False", "--device=cpu", "--seed=3",
-               "--objective=masked"]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    run = two_gloo_processes(["tiny_self_attn_natural.py", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'two'}",
+                              "--seq_len=16", "--batch_size=4", "--epochs=1", "--lr=0.5", "--log_every=0.5",
+                              "--n_layers=1", "--save_every=0.5", "--report_top=0", "--progress=False",
+                              "--device=cpu", "--seed=3", "--objective=masked"], fresh=tmp_path / "two")
     assert run.returncode == 0, run.stderr[-2000:]
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
@@ -560,10 +554,8 @@ def test_two_gloo_processes_compute_the_statistics_of_one(tmp_path, markov):
     save_file({"tokens": tokens}, str(tmp_path / "tokens.safetensors"))
     (tmp_path / "stats.py").write_text(STATISTICS_SCRIPT)
     cases = [dict(case, progress=False, device="cpu", seed=3) for case in STATISTICS_CASES]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(tmp_path / "stats.py"), str(tmp_path / "tokens.safetensors"), str(tmp_path), json.dumps(cases)]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)))
+    run = two_gloo_processes([str(tmp_path / "stats.py"), str(tmp_path / "tokens.safetensors"), str(tmp_path),
+                              json.dumps(cases)])
     assert run.returncode == 0, run.stderr[-2000:]
     for i, settings in enumerate(cases):
         one = statistics_of(tokens, TrainConfig.from_settings(settings), 12, Processes(0, 1, torch.device("cpu")))
