@@ -414,9 +414,6 @@ class Olmo2(Llama):
     def input_norm(self, layer):
         return None
 
-    def norm_parameters(self, layer):
-        return None, None
-
 
 class Olmo3(Olmo2):
     family, model_types = "OLMo-3", ("olmo3",)
@@ -454,9 +451,6 @@ class Bert(Architecture):
 
     def input_norm(self, layer):
         return None
-
-    def norm_parameters(self, layer):
-        return None, None
 
     def raw_query_key(self, layer, dtype):
         attention = layer.attention.self
