@@ -112,23 +112,33 @@ def micro_batch_indices(order: torch.Tensor, step_in_epoch: int, micro: int, ran
     return order[start:start + batch_size]
 
 
-def sgd_step(model, optimizer, micro_batches, no_sync=None, frozen=()) -> float:
-    """One optimiser step over (x, y) micro-batches (gradients summed with weight 1/len); returns
-    the mean loss. `no_sync`: DDP's context manager, used on every micro-batch but the last.
-    `frozen`: parameters this step leaves alone (their gradient dropped, so no optimiser touches them)."""
+def _optimiser_step(optimizer, micro_batches, micro_loss, no_sync=None, frozen=()) -> float:
+    """The step both objectives share: gradients of every micro-batch summed (DDP's `no_sync` on every
+    micro-batch but the last), `frozen` parameters' gradients dropped (so no optimiser touches them), one
+    update.  `micro_loss(batch)` → (the tensor to backpropagate, its part of the reported loss)."""
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for i, (x, y) in enumerate(micro_batches):
+    for i, batch in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
         with (no_sync() if no_sync is not None and not last else contextlib.nullcontext()):
-            logits = model(x)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten()) / len(micro_batches)
-            loss.backward()
-        total += loss.item()
+            backward, reported = micro_loss(batch)
+            backward.backward()
+        total += reported.item()
     for parameter in frozen:
         parameter.grad = None
     optimizer.step()
     return total
+
+
+def sgd_step(model, optimizer, micro_batches, no_sync=None, frozen=()) -> float:
+    """One optimiser step over (x, y) micro-batches (gradients summed with weight 1/len); returns
+    the mean loss. `no_sync`: DDP's context manager, used on every micro-batch but the last.
+    `frozen`: parameters this step leaves alone (their gradient dropped, so no optimiser touches them)."""
+    def micro_loss(batch):
+        x, y = batch
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten()) / len(micro_batches)
+        return loss, loss
+    return _optimiser_step(optimizer, micro_batches, micro_loss, no_sync, frozen)
 
 
 def masked_step(model, optimizer, micro_batches, n_selected: int, world: int = 1, no_sync=None,
@@ -140,22 +150,15 @@ def masked_step(model, optimizer, micro_batches, n_selected: int, world: int = 1
     micro-batch.  Under DDP (gradients averaged over `world` processes) each process scales its part
     by `world`.  A global batch with no selected position has loss 0 and zero gradients (no NaN).
     Returns this process's part of the loss (the parts of all processes sum to the step's loss)."""
-    optimizer.zero_grad(set_to_none=True)
     scale = 1.0 / max(n_selected, 1)
-    total = 0.0
-    for i, (x, y, selected) in enumerate(micro_batches):
-        last = i == len(micro_batches) - 1
-        with (no_sync() if no_sync is not None and not last else contextlib.nullcontext()):
-            logits = model(x)
-            # every position's CE, the unselected ones multiplied by 0: no data-dependent shapes
-            per_position = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-            loss = (per_position * selected.flatten()).sum() * scale
-            (loss * world if world > 1 else loss).backward()
-        total += loss.item()
-    for parameter in frozen:
-        parameter.grad = None
-    optimizer.step()
-    return total
+
+    def micro_loss(batch):
+        x, y, selected = batch
+        # every position's CE, the unselected ones multiplied by 0: no data-dependent shapes
+        per_position = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none")
+        loss = (per_position * selected.flatten()).sum() * scale
+        return (loss * world if world > 1 else loss), loss
+    return _optimiser_step(optimizer, micro_batches, micro_loss, no_sync, frozen)
 
 
 def mask_seed(seed: int, epoch: int, step_in_epoch: int) -> int:
